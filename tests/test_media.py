@@ -1,0 +1,462 @@
+"""Tests for omnitrace_core.media on real media files written with Pillow, soundfile and PyAV."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from omnitrace_core.errors import ConfigError, MediaError
+from omnitrace_core.media import (
+    AudioClip,
+    MediaLimits,
+    VideoClip,
+    load_audio,
+    load_image,
+    load_video,
+    probe_duration,
+)
+
+EXAMPLES = Path("/work/shared/external/omnitrace_examples/examples/media")
+needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="example media folder absent")
+
+W, H = 64, 48
+VIDEO_RATE = Fraction(25, 2)  # 12.5 fps, an odd rate on purpose
+N_FRAMES = 40  # 3.2 s
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _has_encoder(name: str) -> bool:
+    try:
+        av.codec.Codec(name, "w")
+    except Exception:  # noqa: BLE001 - any failure means "not available here"
+        return False
+    return True
+
+
+VIDEO_CODEC = "libx264" if _has_encoder("libx264") else "mpeg4"
+
+
+def _colour(i: int) -> tuple[int, int, int]:
+    """A distinct flat colour per frame index (base-4 digits on levels 85 apart)."""
+    return ((i // 16) % 4 * 85, (i // 4) % 4 * 85, i % 4 * 85)
+
+
+def _index_of(rgb: np.ndarray) -> int:
+    """Invert :func:`_colour` from the centre pixel of a decoded frame."""
+    r, g, b = (int(round(float(v) / 85.0)) for v in rgb[H // 2, W // 2])
+    return r * 16 + g * 4 + b
+
+
+def _tone(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _encode_audio(container, stream, wave: np.ndarray, rate: int) -> None:
+    """Encode a mono float waveform into ``stream`` (layout set on the stream)."""
+    layout = stream.layout.name
+    channels = 2 if layout == "stereo" else 1
+    for start in range(0, len(wave), 1024):
+        chunk = wave[start : start + 1024]
+        planes = np.ascontiguousarray(np.repeat(chunk[None, :], channels, axis=0))
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def _write_video(path: Path, codec: str = VIDEO_CODEC, rate=VIDEO_RATE, n: int = N_FRAMES,
+                 audio: bool = True, audio_rate: int = 44100, options: dict | None = None) -> Path:
+    """Write ``n`` frames at ``rate`` fps, frame i filled with ``_colour(i)``; optional AAC tone."""
+    with av.open(str(path), "w", options=options or {}) as out:
+        vs = out.add_stream(codec, rate=rate)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        astream = None
+        if audio:
+            astream = out.add_stream("aac", rate=audio_rate)
+            astream.layout = "stereo"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), _colour(i), np.uint8), format="rgb24")
+            frame.pts = i
+            frame.time_base = 1 / Fraction(rate)
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if astream is not None:
+            _encode_audio(out, astream, _tone(1000, n / float(rate), audio_rate), audio_rate)
+    return path
+
+
+def _write_audio_only_mp4(path: Path) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        stream.layout = "mono"
+        _encode_audio(out, stream, _tone(440, 1.0, 44100), 44100)
+    return path
+
+
+def _peak_hz(clip: AudioClip) -> float:
+    spectrum = np.abs(np.fft.rfft(clip.waveform))
+    return float(np.argmax(spectrum)) * clip.sampling_rate / clip.waveform.shape[0]
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def video_av(media_dir) -> Path:
+    return _write_video(media_dir / "tone_12p5fps.mp4")
+
+
+@pytest.fixture(scope="module")
+def video_silent(media_dir) -> Path:
+    return _write_video(media_dir / "silent_10fps.mp4", codec="mpeg4", rate=10, n=25, audio=False)
+
+
+# -------------------------------------------------------------------- images
+
+
+def test_load_image_png_rgba_is_rgb_on_white_and_loaded(tmp_path):
+    arr = np.zeros((10, 20, 4), np.uint8)
+    arr[:, :10] = (255, 0, 0, 255)  # opaque red left half, transparent right half
+    Image.fromarray(arr, "RGBA").save(tmp_path / "a.png")
+    img = load_image(tmp_path / "a.png")
+    assert img.mode == "RGB" and img.size == (20, 10)
+    px = np.asarray(img)
+    assert px.shape == (10, 20, 3) and px.dtype == np.uint8
+    assert tuple(px[0, 0]) == (255, 0, 0)
+    assert tuple(px[0, 15]) == (255, 255, 255)
+    assert getattr(img, "fp", None) is None  # fully decoded, file not held open
+
+
+def test_load_image_jpeg_grayscale_and_pil_input(tmp_path):
+    Image.new("L", (32, 16), 128).save(tmp_path / "g.jpg", quality=95)
+    img = load_image(str(tmp_path / "g.jpg"))
+    assert img.mode == "RGB" and img.size == (32, 16)
+    assert abs(int(np.asarray(img)[8, 16, 0]) - 128) <= 2
+    same = load_image(Image.new("P", (5, 4)))
+    assert same.mode == "RGB" and same.size == (5, 4)
+
+
+def test_image_errors(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
+    with pytest.raises(MediaError, match=r"broken\.jpg.*could not be decoded.*PNG, JPEG") as info:
+        load_image(bad)
+    assert info.value.__cause__ is not None
+
+    with pytest.raises(MediaError, match=r"nope\.png.*does not exist"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(MediaError, match="not a regular file"):
+        load_image(tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty\.png.*empty \(0 bytes\)"):
+        load_image(tmp_path / "empty.png")
+
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(MediaError, match=r"big\.png.*10000 pixels.*max_image_pixels"):
+        load_image(tmp_path / "big.png", MediaLimits(max_image_pixels=9999))
+    with pytest.raises(MediaError, match=r"big\.png.*bytes.*max_file_bytes"):
+        load_image(tmp_path / "big.png", MediaLimits(max_file_bytes=10))
+    with pytest.raises(MediaError, match="max_image_pixels"):
+        load_image(Image.new("RGB", (100, 100)), MediaLimits(max_image_pixels=10))
+    assert load_image(tmp_path / "big.png", MediaLimits(None, None, None, None)).size == (100, 100)
+
+
+def test_media_limits_validated():
+    with pytest.raises(ConfigError):
+        MediaLimits(max_file_bytes=0)
+    with pytest.raises(ConfigError):
+        MediaLimits(max_audio_seconds=float("nan"))
+
+
+# --------------------------------------------------------------------- audio
+
+
+def test_load_audio_wav_identity_rate(tmp_path):
+    wave = _tone(440, 1.0, 16000)
+    sf.write(tmp_path / "t.wav", wave, 16000, subtype="FLOAT")
+    clip = load_audio(tmp_path / "t.wav")
+    assert clip.waveform.dtype == np.float32 and clip.waveform.shape == (16000,)
+    assert clip.sampling_rate == 16000 and clip.duration == pytest.approx(1.0)
+    np.testing.assert_allclose(clip.waveform, wave, atol=1e-6)
+
+
+def test_load_audio_resamples_and_keeps_frequency(tmp_path):
+    sf.write(tmp_path / "k.wav", _tone(1000, 2.0, 44100), 44100)
+    clip = load_audio(tmp_path / "k.wav", sampling_rate=16000)
+    assert clip.sampling_rate == 16000
+    assert clip.duration == pytest.approx(2.0, abs=1e-3)
+    assert _peak_hz(clip) == pytest.approx(1000, abs=2)
+    assert np.abs(clip.waveform).max() == pytest.approx(0.5, abs=0.02)
+    assert np.abs(clip.waveform).max() <= 1.0
+
+
+def test_load_audio_stereo_int16_is_mean_scaled(tmp_path):
+    n = 8000
+    stereo = np.stack([np.full(n, 16384, np.int16), np.full(n, -8192, np.int16)], axis=1)
+    sf.write(tmp_path / "s.wav", stereo, 8000, subtype="PCM_16")
+    clip = load_audio(tmp_path / "s.wav", sampling_rate=8000)
+    assert clip.waveform.shape == (n,)
+    # mean of 0.5 and -0.25 (a true mean, not FFmpeg's 1/sqrt(2) downmix)
+    np.testing.assert_allclose(clip.waveform, 0.125, atol=1e-4)
+
+
+def test_load_audio_numpy_inputs():
+    n = 4410
+    int16 = (np.full(n, 16384, np.int16), 44100)
+    clip = load_audio(int16, sampling_rate=44100)
+    np.testing.assert_allclose(clip.waveform, 0.5, atol=1e-6)
+    int32 = (np.full(n, 2**30, np.int32), 44100)
+    np.testing.assert_allclose(load_audio(int32, sampling_rate=44100).waveform, 0.5, atol=1e-6)
+
+    tone = _tone(1000, 1.0, 44100)
+    for arr in (tone, np.stack([tone, tone]), np.stack([tone, tone], axis=1)):  # (N,), (C,N), (N,C)
+        clip = load_audio((arr, 44100), sampling_rate=16000)
+        assert clip.waveform.shape[0] == pytest.approx(16000, abs=2)
+        assert _peak_hz(clip) == pytest.approx(1000, abs=2)
+
+    same = load_audio(AudioClip(tone, 44100), sampling_rate=16000)
+    assert same.sampling_rate == 16000 and same.duration == pytest.approx(1.0, abs=1e-3)
+    loud = load_audio((np.full(100, 3.0, np.float64), 100), sampling_rate=100)
+    assert loud.waveform.dtype == np.float32 and loud.waveform.max() == 1.0
+
+
+def test_load_audio_compressed_formats(tmp_path):
+    formats = [("mp3", "libmp3lame", 44100), ("ogg", "libopus", 48000), ("flac", "flac", 44100)]
+    tried = 0
+    for ext, codec, rate in formats:
+        if not _has_encoder(codec):
+            continue
+        path = tmp_path / f"tone.{ext}"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream(codec, rate=rate)
+            stream.layout = "mono"
+            _encode_audio(out, stream, _tone(1000, 1.5, rate), rate)
+        clip = load_audio(path)
+        assert clip.duration == pytest.approx(1.5, abs=0.05), ext
+        assert _peak_hz(clip) == pytest.approx(1000, abs=3), ext
+        assert probe_duration(path) == pytest.approx(1.5, abs=0.05), ext
+        tried += 1
+    assert tried >= 1
+
+
+def test_load_audio_track_of_mp4(video_av):
+    clip = load_audio(video_av)
+    assert clip.duration == pytest.approx(3.2, abs=1 / 12.5)
+    assert _peak_hz(clip) == pytest.approx(1000, abs=2)
+
+
+def test_audio_errors(tmp_path, video_silent):
+    sf.write(tmp_path / "zero.wav", np.zeros(0, np.float32), 16000)
+    with pytest.raises(MediaError, match=r"zero\.wav.*zero samples"):
+        load_audio(tmp_path / "zero.wav")
+
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00junk" + bytes(range(256)) * 4)
+    with pytest.raises(MediaError, match=r"junk\.wav.*(could not be|zero samples).*WAV, FLAC") as info:
+        load_audio(tmp_path / "junk.wav")
+    assert not isinstance(info.value.__cause__, MediaError)
+
+    with pytest.raises(MediaError, match=r"silent_10fps\.mp4.*no audio stream"):
+        load_audio(video_silent)
+    with pytest.raises(MediaError, match=r"gone\.wav.*does not exist"):
+        load_audio(tmp_path / "gone.wav")
+
+    sf.write(tmp_path / "long.wav", _tone(440, 2.0, 8000), 8000)
+    with pytest.raises(MediaError, match=r"long\.wav.*2\.00 s.*max_audio_seconds"):
+        load_audio(tmp_path / "long.wav", limits=MediaLimits(max_audio_seconds=1.0))
+    with pytest.raises(MediaError, match="max_audio_seconds"):
+        load_audio((np.zeros(800, np.float32), 8000), limits=MediaLimits(max_audio_seconds=0.05))
+    with pytest.raises(MediaError, match="zero samples"):
+        load_audio((np.zeros(0, np.float32), 8000))
+
+    for bad_rate in (-16000, 0, 16000.5, "16k", True):
+        with pytest.raises(MediaError, match="positive integer"):
+            load_audio(tmp_path / "long.wav", sampling_rate=bad_rate)
+    with pytest.raises(MediaError, match="positive integer"):
+        load_audio((np.zeros(10, np.float32), -5))
+    assert load_audio(tmp_path / "long.wav", sampling_rate=8000.0).sampling_rate == 8000
+
+
+# --------------------------------------------------------------------- video
+
+
+def _assert_true_timing(clip: VideoClip, rate: float) -> None:
+    """Sample k must show the source frame on screen at time k / clip.fps."""
+    for k, frame in enumerate(clip.frames):
+        expected = min(N_FRAMES - 1, math.floor(k / clip.fps * rate + 1e-6))
+        assert _index_of(frame) == expected, (k, k / clip.fps)
+
+
+def test_load_video_with_audio_true_timing(video_av):
+    clip = load_video(video_av, fps=2.0)
+    assert isinstance(clip, VideoClip)
+    assert clip.frames.dtype == np.uint8 and clip.frames.shape == (7, H, W, 3)  # t = 0, 0.5, ... 3.0
+    assert clip.fps == 2.0
+    assert clip.source_fps == pytest.approx(12.5)
+    assert clip.duration == pytest.approx(3.2, abs=1e-6)
+    _assert_true_timing(clip, 12.5)
+    assert [_index_of(f) for f in clip.frames] == [0, 6, 12, 18, 25, 31, 37]
+    assert clip.audio is not None and clip.audio.sampling_rate == 16000
+    assert clip.audio.waveform.dtype == np.float32 and clip.audio.waveform.ndim == 1
+    assert clip.audio.duration == pytest.approx(clip.duration, abs=1 / 12.5)
+    assert _peak_hz(clip.audio) == pytest.approx(1000, abs=2)
+    np.testing.assert_allclose(clip.timestamps, np.arange(7) / 2.0)
+
+
+def test_load_video_fps_above_source_and_no_audio(video_av, video_silent):
+    clip = load_video(video_av, fps=25.0, with_audio=False)
+    assert clip.audio is None and clip.frames.shape[0] == 80
+    _assert_true_timing(clip, 12.5)
+
+    silent = load_video(video_silent, fps=3.0, sampling_rate=8000)
+    assert silent.audio is None
+    assert silent.source_fps == pytest.approx(10.0) and silent.duration == pytest.approx(2.5)
+    assert silent.frames.shape == (8, H, W, 3)  # t = 0 .. 2.333
+    for k, frame in enumerate(silent.frames):
+        assert _index_of(frame) == math.floor(k / 3.0 * 10 + 1e-6)
+
+
+def test_load_video_max_frames_lowers_fps(video_av):
+    clip = load_video(video_av, fps=10.0, max_frames=4, with_audio=False)
+    assert clip.frames.shape[0] == 4
+    assert clip.fps == pytest.approx(4 / 3.2)
+    assert [_index_of(f) for f in clip.frames] == [0, 10, 20, 30]  # t = 0, 0.8, 1.6, 2.4
+    one = load_video(video_av, fps=0.01, with_audio=False)  # far below one frame per video
+    assert one.frames.shape[0] == 1 and _index_of(one.frames[0]) == 0
+
+
+def test_load_video_variable_frame_rate(tmp_path):
+    """Irregular timestamps: the sampler must use pts, never an assumed rate."""
+    times_ms = [0, 100, 400, 450, 1000, 1700, 1800, 2500]
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("mpeg4", rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.codec_context.time_base = Fraction(1, 1000)
+        for i, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), _colour(i), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    clip = load_video(path, fps=10.0)
+    assert clip.duration >= 2.5
+    assert clip.frames.shape[0] >= 26
+    for k, frame in enumerate(clip.frames):
+        t_ms = k * 100
+        expected = max(i for i, ms in enumerate(times_ms) if ms <= t_ms)
+        assert _index_of(frame) == expected, t_ms
+
+
+def test_truncated_faststart_mp4_keeps_decodable_part(tmp_path, caplog):
+    """moov first, tail cut off: decodable frames are returned, the rest repeat the last one."""
+    full = _write_video(tmp_path / "fs.mp4", n=125, audio=False, options={"movflags": "faststart"})
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.5)])
+    with caplog.at_level("WARNING", logger="omnitrace_core.media"):
+        clip = load_video(cut, fps=1.0)
+    assert clip.frames.shape[0] == 10  # metadata still says 10 s
+    assert _index_of(clip.frames[0]) == 0
+    assert "truncated" in caplog.text
+
+
+def test_probe_duration(video_av, tmp_path):
+    assert probe_duration(video_av) == pytest.approx(3.2, abs=1e-3)
+    sf.write(tmp_path / "p.wav", np.zeros(12345, np.float32), 16000)
+    assert probe_duration(tmp_path / "p.wav") == pytest.approx(12345 / 16000, abs=1e-4)
+    with pytest.raises(MediaError, match="does not exist"):
+        probe_duration(tmp_path / "missing.mp4")
+
+
+def test_video_errors(tmp_path, video_av):
+    with pytest.raises(MediaError, match=r"only_audio\.mp4.*no video stream.*audio"):
+        load_video(_write_audio_only_mp4(tmp_path / "only_audio.mp4"))
+
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)))
+    with pytest.raises(MediaError, match=r"garbage\.mp4.*could not be opened.*MP4") as info:
+        load_video(garbage)
+    assert info.value.__cause__ is not None
+
+    data = video_av.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match=r"truncated\.mp4"):
+        load_video(truncated)
+
+    # A container whose video packets are all garbage: no decodable frames.
+    nodec = tmp_path / "nodecode.mkv"
+    with av.open(str(nodec), "w") as out:
+        vs = out.add_stream("mpeg4", rate=10)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        rng = np.random.default_rng(1)
+        for i in range(5):
+            packet = av.Packet(bytes(rng.integers(0, 256, 200, dtype=np.uint8)))
+            packet.stream, packet.pts, packet.dts = vs, i, i
+            packet.time_base, packet.duration = Fraction(1, 10), 1
+            out.mux(packet)
+    with pytest.raises(MediaError, match=r"nodecode\.mkv.*no decodable frames"):
+        load_video(nodec)
+
+    with pytest.raises(MediaError, match=r"3\.20 s.*max_video_seconds"):
+        load_video(video_av, limits=MediaLimits(max_video_seconds=1.0))
+    with pytest.raises(MediaError, match="max_file_bytes"):
+        load_video(video_av, limits=MediaLimits(max_file_bytes=100))
+    with pytest.raises(MediaError, match=r"missing\.mp4.*does not exist"):
+        load_video(tmp_path / "missing.mp4")
+    with pytest.raises(MediaError, match="positive integer"):
+        load_video(video_av, sampling_rate=-1)
+    with pytest.raises(ConfigError, match="fps"):
+        load_video(video_av, fps=0)
+    with pytest.raises(ConfigError, match="max_frames"):
+        load_video(video_av, max_frames=0)
+
+
+# ------------------------------------------------------------ real examples
+
+
+@needs_examples
+def test_real_example_image():
+    path = sorted(EXAMPLES.glob("*.jpg"))[0]
+    img = load_image(path)
+    assert img.mode == "RGB" and img.width > 0 and img.height > 0
+
+
+@needs_examples
+def test_real_example_wav():
+    path = sorted(EXAMPLES.glob("*.wav"))[0]
+    clip = load_audio(path)
+    assert clip.waveform.dtype == np.float32 and clip.waveform.ndim == 1
+    assert np.abs(clip.waveform).max() <= 1.0
+    assert clip.duration == pytest.approx(probe_duration(path), abs=0.01)
+
+
+@needs_examples
+def test_real_example_mp4():
+    path = sorted(EXAMPLES.glob("*.mp4"))[0]
+    clip = load_video(path, fps=1.0)
+    assert clip.frames.ndim == 4 and clip.frames.shape[-1] == 3 and clip.frames.dtype == np.uint8
+    assert clip.frames.shape[0] == math.ceil(clip.duration * 1.0 - 1e-6)
+    assert clip.duration == pytest.approx(probe_duration(path), abs=0.1)
+    assert clip.source_fps > 0
+    if clip.audio is not None:
+        assert clip.audio.duration == pytest.approx(clip.duration, abs=0.2)
