@@ -1,0 +1,75 @@
+"""The scoring-signal interface and its registry.
+
+A signal turns the captured decode-step attention rows (and, if it asks for them, their
+gradients w.r.t. log p(y_t)) into one non-negative score per context position. The engine reads
+a signal's declared needs (which layers, gradients or not) and captures nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Sequence
+
+import torch
+
+from ..errors import UnknownNameError
+
+
+class Signal(ABC):
+    """A token-level attribution signal a_t(i) over context positions i.
+
+    Subclasses set ``name`` and ``needs_gradients`` and implement :meth:`layers` and :meth:`score`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = False
+
+    @abstractmethod
+    def layers(self, num_layers: int) -> tuple[int, ...]:
+        """Decoder layers whose decode-step attention rows this signal reads."""
+
+    @abstractmethod
+    def score(
+        self, rows: Sequence[torch.Tensor], grads: Sequence[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Scores over the context.
+
+        Args:
+            rows: per requested layer (in layer order), attention probabilities (heads, context).
+            grads: same shapes, d log p(y_t) / d rows, when ``needs_gradients``; else None.
+
+        Returns:
+            (context,) float tensor on the rows' device, non-negative.
+        """
+
+
+_REGISTRY: dict[str, type[Signal]] = {}
+
+
+def register_signal(cls: type[Signal], *, overwrite: bool = False) -> type[Signal]:
+    """Add a signal class to the registry under ``cls.name`` (usable as a decorator)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__name__} needs a non-empty string class attribute 'name'")
+    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not cls:
+        raise ValueError(f"a signal named '{name}' is already registered; pass overwrite=True")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def list_signals() -> list[str]:
+    """Names of the registered signals."""
+    return sorted(_REGISTRY)
+
+
+def get_signal(name: str | Signal) -> Signal:
+    """A signal instance by name (an instance passes through)."""
+    if isinstance(name, Signal):
+        return name
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown signal '{name}'; registered signals: {', '.join(list_signals())}"
+        ) from None
