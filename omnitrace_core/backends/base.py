@@ -1,0 +1,161 @@
+"""The backend interface: everything model-specific lives behind it, and a registry of backends.
+
+A backend loads a checkpoint, turns input items into model inputs plus a :class:`TokenLayout`,
+and runs the two forwards the engine needs: a prefill over the prompt minus its last token
+(plain SDPA, no capture), and single-token decode steps (during which the capture attention
+hands the active recorder its rows). The engine knows nothing else about the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from ..capture import register_capture_attention
+from ..config import SourceConfig
+from ..errors import UnknownNameError
+from ..inputs import Item
+from ..layout import TokenLayout
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedInput:
+    """A prompt ready for the model.
+
+    Attributes:
+        input_ids: (1, L) prompt token ids on the model's input device.
+        layout: where each of the L tokens sits.
+        labels: display name of every input item.
+        model_inputs: extra prefill arguments (pixel values, audio features, grids ...).
+        extras: backend-private values (e.g. rope deltas) needed by its decode steps.
+        media: per item, a summary of the loaded media (size, duration, fps ...), for results.
+    """
+
+    input_ids: torch.Tensor
+    layout: TokenLayout
+    labels: list[str]
+    model_inputs: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    media: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+class Backend(ABC):
+    """A model family's adapter. Subclasses set ``name`` and ``model_types``."""
+
+    name: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]
+
+    def __init__(self, model: torch.nn.Module, processor: Any, model_id: str) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.model_id = model_id
+        self.model.requires_grad_(False)  # attgrads makes its own leaves; weights never need grads
+        self._use_capture_attention()
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_pretrained(
+        cls,
+        model_id: str,
+        *,
+        dtype: str | torch.dtype = "auto",
+        device: str | None = None,
+        device_map: str | dict | None = None,
+        trust_remote_code: bool = False,
+    ) -> "Backend":
+        """Load a checkpoint (Hub id or local folder)."""
+
+    @abstractmethod
+    def text_model_config(self) -> Any:
+        """The config of the text decoder (its ``_attn_implementation`` runs the capture)."""
+
+    def _use_capture_attention(self) -> None:
+        name = register_capture_attention()
+        self.model.set_attn_implementation({self.text_config_key: name})
+        if self.text_model_config()._attn_implementation != name:
+            raise RuntimeError(f"could not switch the text decoder of {self.model_id} to capture attention")
+
+    text_config_key: ClassVar[str] = "text_config"
+
+    # -- facts -----------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.text_model_config().num_hidden_layers)
+
+    @property
+    def input_device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    @abstractmethod
+    def eos_token_ids(self) -> frozenset[int]:
+        """Token ids that end generation."""
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of generated ids, special tokens dropped."""
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    # -- running ---------------------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, items: Sequence[Item], sources: SourceConfig, system_prompt: str | None = None) -> PreparedInput:
+        """Load media, apply the chat template, tokenise and lay out the prompt."""
+
+    @abstractmethod
+    def prefill(self, prepared: PreparedInput) -> Any:
+        """Run the prompt minus its last token; return the KV cache."""
+
+    @abstractmethod
+    def step(self, prepared: PreparedInput, token_id: int, position: int, cache: Any) -> torch.Tensor:
+        """One decode step of ``token_id`` at sequence index ``position``; returns (vocab,) logits."""
+
+
+_BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Register a backend class for its ``model_types`` (usable as a decorator)."""
+    for model_type in cls.model_types:
+        _BACKENDS[model_type] = cls
+    return cls
+
+
+def list_backends() -> dict[str, str]:
+    """model_type -> backend name, for every supported architecture."""
+    return {model_type: cls.name for model_type, cls in sorted(_BACKENDS.items())}
+
+
+def backend_for_model_type(model_type: str) -> type[Backend]:
+    try:
+        return _BACKENDS[model_type]
+    except KeyError:
+        raise UnknownNameError(
+            f"no backend supports model_type '{model_type}'; supported: {', '.join(sorted(_BACKENDS))}"
+        ) from None
+
+
+def load_backend(model_id: str, **kwargs: Any) -> Backend:
+    """Load a checkpoint with the backend registered for its ``model_type``.
+
+    Args:
+        model_id: Hub id or local folder.
+        **kwargs: ``dtype``, ``device``, ``device_map``, ``trust_remote_code``.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_id, trust_remote_code=kwargs.get("trust_remote_code", False))
+    return backend_for_model_type(config.model_type).from_pretrained(model_id, **kwargs)
