@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -39,11 +39,8 @@ class _Config:
     """Shared dict round-trip for the frozen config dataclasses."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)  # type: ignore[call-overload]
-        for key, value in out.items():
-            if isinstance(value, Mapping):
-                out[key] = dict(value)
-        return out
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in out.items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):

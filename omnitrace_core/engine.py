@@ -1,0 +1,319 @@
+"""The tracing engine: decode token by token, capture each step's signal, build the result.
+
+Per step t the decode query (the last prompt position for t = 1) runs with an active
+:class:`~omnitrace_core.capture.AttentionRecorder`; the signal turns the captured rows (and for
+gradient signals ``d log p(y_t) / dA`` from one backward through that single step, the KV cache
+being constant) into scores over the context, and those are reduced on the model's device to
+per-atom sums and maxima before anything is copied to the host. Nothing of size L x L exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .backends import Backend, load_backend
+from .capture import AttentionRecorder, recording
+from .config import CurationConfig, GenerationConfig, SourceConfig
+from .inputs import Item, TextItem, validate_items
+from .nlp import segment_generation
+from .result import GeneratedToken, ItemInfo, Span, TraceResult
+from .signals import Signal, get_signal
+from .sources import SourceSet, build_sources
+from .spans import curate_spans
+
+logger = logging.getLogger(__name__)
+
+_SENTENCE_END = (".", "!", "?", "\n", "。")
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One decoded token, as streamed by :meth:`Tracer.stream`.
+
+    Attributes:
+        index: generated-token index.
+        token_id / token_text: the token and its text piece.
+        text: the whole generated text so far.
+        unit / confidence: the source unit the token traces to (-1 for none) and its confidence.
+        result: on the last step, the finished :class:`TraceResult`; with ``partial_results``,
+            also a snapshot after each step that ends a sentence.
+        done: True on the final event.
+    """
+
+    index: int
+    token_id: int
+    token_text: str
+    text: str
+    unit: int
+    confidence: float
+    result: TraceResult | None = None
+    done: bool = False
+
+
+class _Choice:
+    """Next-token choice under a GenerationConfig (greedy, or sampling with warpers)."""
+
+    def __init__(self, config: GenerationConfig, device: torch.device) -> None:
+        from transformers import (NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+        self.config = config
+        self.processors = []
+        if config.repetition_penalty != 1.0:
+            self.processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
+        if config.no_repeat_ngram_size:
+            self.processors.append(NoRepeatNGramLogitsProcessor(config.no_repeat_ngram_size))
+        self.warpers = []
+        if config.do_sample:
+            if config.temperature != 1.0:
+                self.warpers.append(TemperatureLogitsWarper(config.temperature))
+            if config.top_k:
+                self.warpers.append(TopKLogitsWarper(config.top_k))
+            if config.top_p < 1.0:
+                self.warpers.append(TopPLogitsWarper(config.top_p))
+        self.generator = None
+        if config.do_sample and config.seed is not None:
+            self.generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    def __call__(self, logits: torch.Tensor, generated: list[int]) -> int:
+        scores = logits.detach().float()[None]
+        if generated:
+            # only the generated tokens count: penalising prompt words garbles answers
+            ids = torch.tensor([generated], device=scores.device)
+            for proc in self.processors:
+                scores = proc(ids, scores)
+        if not self.config.do_sample:
+            return int(scores.argmax(-1))
+        ids = torch.tensor([generated], device=scores.device, dtype=torch.long)
+        for warp in self.warpers:
+            scores = warp(ids, scores)
+        probs = torch.softmax(scores, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+class _Reducer:
+    """Reduce a step's scores over the context to per-atom sums and maxima, on device."""
+
+    def __init__(self, sources: SourceSet, prompt_length: int, device: torch.device) -> None:
+        self.atoms = sources.num_atoms
+        index = torch.as_tensor(sources.position_atom, dtype=torch.long)
+        self.index = torch.where(index < 0, torch.full_like(index, self.atoms), index).to(device)
+        self.length = prompt_length
+        self.device = device
+
+    def __call__(self, scores: torch.Tensor) -> np.ndarray:
+        """scores (context,) -> host array [atom_sum (A), atom_max (A), outside (1)]."""
+        scores = scores.to(self.device, torch.float32)
+        prompt = scores[: self.length]
+        sums = torch.zeros(self.atoms + 1, device=self.device).index_add_(0, self.index, prompt)
+        maxima = torch.zeros(self.atoms + 1, device=self.device).scatter_reduce_(
+            0, self.index, prompt, reduce="amax", include_self=True)
+        outside = scores.sum() - sums[: self.atoms].sum()
+        return torch.cat([sums[: self.atoms], maxima[: self.atoms], outside[None]]).cpu().numpy()
+
+
+class Tracer:
+    """Traced generation over interleaved inputs.
+
+    Args:
+        backend: a loaded model backend (see :func:`omnitrace_core.load_backend`).
+        signal: default signal name (``list_signals()``) or instance.
+        generation, sources, curation: default settings; each call may override them.
+        system_prompt: None for the backend's default system prompt, "" for none.
+
+    Example:
+        >>> tracer = Tracer.from_pretrained("Qwen/Qwen2.5-Omni-7B", dtype="bfloat16")
+        >>> result = tracer.trace([TextItem("Describe the image."), ImageItem("cat.jpg")])
+        >>> for span in result.spans: print(span.text, [s.label for s in span.sources])
+    """
+
+    def __init__(self, backend: Backend, *, signal: str | Signal = "attmean",
+                 generation: GenerationConfig = GenerationConfig(), sources: SourceConfig = SourceConfig(),
+                 curation: CurationConfig = CurationConfig(), system_prompt: str | None = None) -> None:
+        self.backend = backend
+        self.signal = get_signal(signal)
+        self.generation = generation
+        self.sources = sources
+        self.curation = curation
+        self.system_prompt = system_prompt
+
+    @classmethod
+    def from_pretrained(cls, model_id: str | Path, *, dtype: str | torch.dtype = "auto", device: str | None = None,
+                        device_map: str | dict | None = None, trust_remote_code: bool = False,
+                        **tracer_kwargs: Any) -> "Tracer":
+        """Load a checkpoint (Hub id or local folder) and wrap it in a Tracer."""
+        backend = load_backend(str(model_id), dtype=dtype, device=device, device_map=device_map,
+                               trust_remote_code=trust_remote_code)
+        return cls(backend, **tracer_kwargs)
+
+    def trace(self, items: Sequence[Item], **kwargs: Any) -> TraceResult:
+        """Generate and trace; same arguments as :meth:`stream`. Returns the finished result."""
+        for step in self.stream(items, **kwargs):
+            if step.done:
+                return step.result
+        raise RuntimeError("tracing ended without a result")  # stream always ends with done
+
+    def stream(self, items: Sequence[Item], *, signal: str | Signal | None = None,
+               generation: GenerationConfig | None = None, sources: SourceConfig | None = None,
+               curation: CurationConfig | None = None, stop: threading.Event | None = None,
+               partial_results: bool = False) -> Iterator[TraceStep]:
+        """Generate and trace, yielding a :class:`TraceStep` per token and a final one with the result.
+
+        Args:
+            items: the interleaved input items, in order.
+            signal, generation, sources, curation: overrides of the tracer's defaults.
+            stop: set it (from another thread) to end generation early; the result keeps what
+                was generated (``stop_reason == "stopped"``).
+            partial_results: attach a snapshot result to each step that ends a sentence.
+        """
+        items = list(items)
+        validate_items(items)
+        signal_obj = get_signal(signal) if signal is not None else self.signal
+        gen = generation or self.generation
+        src_config = sources or self.sources
+        cur = curation or self.curation
+        backend = self.backend
+        t_start = time.perf_counter()
+        prepare_kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
+        prepared = backend.prepare(items, src_config, **prepare_kwargs)
+        source_set = build_sources(prepared.layout, items, src_config, labels=prepared.labels)
+        t_prepared = time.perf_counter()
+
+        device = backend.input_device
+        reducer = _Reducer(source_set, prepared.length, device)
+        choose = _Choice(gen, device)
+        layers = signal_obj.layers(backend.num_layers)
+        eos = backend.eos_token_ids
+        cache = backend.prefill(prepared)
+        t_prefilled = time.perf_counter()
+
+        token, position = int(prepared.input_ids[0, -1]), prepared.length - 1
+        generated: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        packed: list[np.ndarray] = []
+        text = ""
+        stop_reason = "max_new_tokens"
+        first_token_s = None
+        context = dict(items=items, prepared=prepared, sources=source_set, signal=signal_obj.name,
+                       generation=gen, source_config=src_config, curation=cur)
+        for index in range(gen.max_new_tokens):
+            if stop is not None and stop.is_set():
+                stop_reason = "stopped"
+                break
+            row = self._decode_step(prepared, signal_obj, layers, token, position, cache, reducer, choose, generated)
+            next_id, step_scores = row
+            if next_id in eos:
+                stop_reason = "eos"
+                break
+            generated.append(next_id)
+            packed.append(step_scores)
+            new_text = backend.decode(generated).rstrip("\ufffd")  # an incomplete UTF-8 char waits for its bytes
+            start = offsets[-1][1] if offsets else 0
+            offsets.append((start, max(start, len(new_text))))
+            text = new_text if len(new_text) >= start else text
+            token, position = next_id, position + 1
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - t_start
+            unit, confidence = self._step_trace(source_set, step_scores, cur)
+            piece = text[offsets[-1][0]:offsets[-1][1]]
+            snapshot = None
+            if partial_results and piece.rstrip().endswith(_SENTENCE_END):
+                snapshot = self._assemble(generated, offsets, packed, "running", {}, **context)
+            yield TraceStep(index=index, token_id=next_id, token_text=piece, text=text, unit=unit,
+                            confidence=confidence, result=snapshot)
+        t_end = time.perf_counter()
+        decode_s = t_end - t_prefilled
+        timings = {
+            "prepare_s": t_prepared - t_start,
+            "prefill_s": t_prefilled - t_prepared,
+            "decode_s": decode_s,
+            "total_s": t_end - t_start,
+            "first_token_s": first_token_s if first_token_s is not None else t_end - t_start,
+            "tokens_per_s": len(generated) / decode_s if decode_s > 0 else 0.0,
+            "prompt_tokens": float(prepared.length),
+        }
+        result = self._assemble(generated, offsets, packed, stop_reason, timings, **context)
+        last_unit, last_conf = (-1, 0.0)
+        if packed:
+            last_unit, last_conf = self._step_trace(source_set, packed[-1], cur)
+        yield TraceStep(index=len(generated) - 1, token_id=generated[-1] if generated else -1, token_text="",
+                        text=result.text, unit=last_unit, confidence=last_conf, result=result, done=True)
+
+    def _decode_step(self, prepared, signal_obj: Signal, layers, token: int, position: int, cache: Any,
+                     reducer: _Reducer, choose: _Choice, generated: list[int]) -> tuple[int, np.ndarray]:
+        recorder = AttentionRecorder(layers, as_grad_leaves=signal_obj.needs_gradients)
+        with recording(recorder), torch.set_grad_enabled(signal_obj.needs_gradients):
+            logits = self.backend.step(prepared, token, position, cache)
+        next_id = choose(logits, generated)
+        rows = recorder.ordered_rows()
+        grads = None
+        if signal_obj.needs_gradients:
+            logp = torch.log_softmax(logits.float(), dim=-1)[next_id]
+            grads = [g.to(reducer.device) for g in torch.autograd.grad(logp, rows)]
+            _detach_cache(cache)
+        with torch.no_grad():
+            scores = signal_obj.score([r.detach().to(reducer.device) for r in rows], grads)
+            return next_id, reducer(scores)
+
+    @staticmethod
+    def _step_trace(sources: SourceSet, step_scores: np.ndarray, curation: CurationConfig) -> tuple[int, float]:
+        from .token_rules import get_token_rule
+
+        A = sources.num_atoms
+        unit_sum = sources.unit_totals(step_scores[None, :A])
+        unit_max = sources.unit_maxima(step_scores[None, A:2 * A])
+        unit, confidence = get_token_rule(curation.token_rule)(unit_sum, unit_max)
+        return int(unit[0]), float(confidence[0])
+
+    def _assemble(self, generated: list[int], offsets: list[tuple[int, int]], packed: list[np.ndarray],
+                  stop_reason: str, timings: dict[str, float], *, items: Sequence[Item], prepared, sources: SourceSet,
+                  signal: str, generation: GenerationConfig, source_config: SourceConfig,
+                  curation: CurationConfig) -> TraceResult:
+        backend = self.backend
+        text = backend.decode(generated)
+        A = sources.num_atoms
+        scores = np.stack(packed) if packed else np.zeros((0, 2 * A + 1))
+        offsets = [(min(s, len(text)), min(e, len(text))) for s, e in offsets]
+        segmentation = segment_generation(text, offsets, split_lines=source_config.split_lines)
+        tokens = tuple(
+            GeneratedToken(index=i, token_id=tid, text=text[s:e], char_start=s, char_end=e, pos=pos)
+            for i, (tid, (s, e), pos) in enumerate(zip(generated, offsets, segmentation.pos))
+        )
+        infos = []
+        for index, item in enumerate(items):
+            path = None
+            if not isinstance(item, TextItem) and isinstance(item.source, (str, Path)):
+                path = str(item.source)
+            infos.append(ItemInfo(
+                index=index, modality=item.modality, label=prepared.labels[index],
+                is_prompt=isinstance(item, TextItem) and item.is_prompt,
+                text=item.text if isinstance(item, TextItem) else None, path=path,
+                grid=prepared.layout.grids.get(index), media=prepared.media.get(index, {})))
+        bare_spans = tuple(
+            Span(index=k, text=text[s.char_start:s.char_end], char_start=s.char_start, char_end=s.char_end,
+                 token_start=s.token_start, token_end=s.token_end, sources=())
+            for k, s in enumerate(segmentation.spans))
+        result = TraceResult(
+            model_id=backend.model_id, backend=backend.name, signal=signal, text=text, items=tuple(infos),
+            sources=sources, tokens=tokens, atom_sum=scores[:, :A].astype(np.float64),
+            atom_max=scores[:, A:2 * A].astype(np.float64), outside=scores[:, 2 * A].astype(np.float64),
+            spans=bare_spans, generation=generation, source_config=source_config, curation=curation,
+            timings=timings, stop_reason=stop_reason)
+        return TraceResult(**{**result.__dict__, "spans": curate_spans(bare_spans, result, curation)})
+
+
+def _detach_cache(cache: Any) -> None:
+    """Cut the autograd history of KV entries written by a gradient step (the cache is constant)."""
+    for layer in getattr(cache, "layers", ()):
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
+                setattr(layer, name, tensor.detach())

@@ -1,0 +1,291 @@
+"""TraceResult: the typed, self-validating, versioned outcome of one traced generation.
+
+It keeps every generated token's per-atom scores, so the spans can be re-curated with other
+settings (``result.recurate(CurationConfig(...))``) without generating again, and it round-trips
+through JSON (``to_dict`` / ``from_dict``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .config import CurationConfig, GenerationConfig, SourceConfig
+from .errors import InputError
+from .sources import SourceSet, SourceUnit
+from .token_rules import get_token_rule
+
+SCHEMA_VERSION = 1
+
+
+def _floats(values: np.ndarray, digits: int = 6) -> list:
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """An input item as recorded in a result (media are referenced, not embedded)."""
+
+    index: int
+    modality: str
+    label: str
+    is_prompt: bool = False
+    text: str | None = None
+    path: str | None = None
+    grid: tuple[int, int] | None = None
+    media: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        out["media"] = dict(self.media)
+        if self.grid is not None:
+            out["grid"] = list(self.grid)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ItemInfo":
+        data = dict(data)
+        if data.get("grid") is not None:
+            data["grid"] = tuple(data["grid"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """A generated token: id, its text piece, its character range in the output, its POS tag."""
+
+    index: int
+    token_id: int
+    text: str
+    char_start: int
+    char_end: int
+    pos: str
+
+
+@dataclass(frozen=True)
+class SpanSource:
+    """A curated source of a span.
+
+    ``share`` is the source's share of the span's vote. Text sources carry character offsets in
+    their item; image sources carry ``tile_scores`` (row-major, max 1) over ``grid``; audio and
+    video sources carry times in seconds; video sources carry ``tracks`` (visual/audio shares).
+    """
+
+    unit: int
+    modality: str
+    item: int
+    label: str
+    share: float
+    rescued: bool = False
+    char_start: int | None = None
+    char_end: int | None = None
+    time_start: float | None = None
+    time_end: float | None = None
+    grid: tuple[int, int] | None = None
+    tile_scores: tuple[float, ...] | None = None
+    tracks: Mapping[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        if self.grid is not None:
+            out["grid"] = list(self.grid)
+        if self.tile_scores is not None:
+            out["tile_scores"] = list(self.tile_scores)
+        if self.tracks is not None:
+            out["tracks"] = dict(self.tracks)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SpanSource":
+        data = dict(data)
+        if data.get("grid") is not None:
+            data["grid"] = tuple(data["grid"])
+        if data.get("tile_scores") is not None:
+            data["tile_scores"] = tuple(data["tile_scores"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Span:
+    """An output sentence, its token range and its curated sources.
+
+    ``confidence`` is the vote-weighted mean trace confidence of its tokens (0 when nothing
+    votes); a span with no sources has no strong support.
+    """
+
+    index: int
+    text: str
+    char_start: int
+    char_end: int
+    token_start: int
+    token_end: int
+    sources: tuple[SpanSource, ...]
+    confidence: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["sources"] = [s.to_dict() for s in self.sources]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Span":
+        data = dict(data)
+        data["sources"] = tuple(SpanSource.from_dict(s) for s in data["sources"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """Everything one traced generation produced.
+
+    Attributes:
+        text: the generated text (special tokens removed).
+        tokens: generated tokens (EOS excluded).
+        atom_sum, atom_max: (T, A) per generated token, summed / maximal signal score of the
+            input positions in each atom (see :mod:`omnitrace_core.sources`).
+        outside: (T,) signal mass on positions that are no source (template, generated text).
+        spans: output sentences with curated sources under ``curation``.
+        timings: seconds for ``prepare``, ``prefill``, ``decode``, ``total``; tokens per second.
+        stop_reason: "eos", "max_new_tokens" or "stopped".
+    """
+
+    model_id: str
+    backend: str
+    signal: str
+    text: str
+    items: tuple[ItemInfo, ...]
+    sources: SourceSet
+    tokens: tuple[GeneratedToken, ...]
+    atom_sum: np.ndarray
+    atom_max: np.ndarray
+    outside: np.ndarray
+    spans: tuple[Span, ...]
+    generation: GenerationConfig
+    source_config: SourceConfig
+    curation: CurationConfig
+    timings: Mapping[str, float] = field(default_factory=dict)
+    stop_reason: str = "eos"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        T, A = len(self.tokens), self.sources.num_atoms
+        for name in ("atom_sum", "atom_max"):
+            if getattr(self, name).shape != (T, A):
+                raise ValueError(f"TraceResult.{name} has shape {getattr(self, name).shape}, expected {(T, A)}")
+        if self.outside.shape != (T,):
+            raise ValueError(f"TraceResult.outside has shape {self.outside.shape}, expected {(T,)}")
+        for span in self.spans:
+            if not (0 <= span.token_start < span.token_end <= T):
+                raise ValueError(f"span {span.index} has token range [{span.token_start}, {span.token_end}) outside 0..{T}")
+            for src in span.sources:
+                if not 0 <= src.unit < len(self.sources.units):
+                    raise ValueError(f"span {span.index} cites unknown unit {src.unit}")
+
+    # -- derived views ---------------------------------------------------------------------
+    @property
+    def units(self) -> tuple[SourceUnit, ...]:
+        return self.sources.units
+
+    def unit_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """(unit_sum, unit_max), each (T, U)."""
+        return self.sources.unit_totals(self.atom_sum), self.sources.unit_maxima(self.atom_max)
+
+    def token_trace(self, rule: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(unit (T,), confidence (T,)) of every token under a token rule (default: the curation's)."""
+        unit_sum, unit_max = self.unit_scores()
+        return get_token_rule(rule or self.curation.token_rule)(unit_sum, unit_max)
+
+    def top_sources(self, token: int, k: int = 3) -> dict[str, list[tuple[int, float]]]:
+        """Per modality, the ``k`` units with the largest summed mass for one generated token."""
+        unit_sum = self.sources.unit_totals(self.atom_sum[token])
+        out: dict[str, list[tuple[int, float]]] = {}
+        for unit in np.argsort(-unit_sum, kind="stable"):
+            modality = self.units[unit].modality
+            bucket = out.setdefault(modality, [])
+            if len(bucket) < k and unit_sum[unit] > 0:
+                bucket.append((int(unit), float(unit_sum[unit])))
+        return {m: v for m, v in out.items() if v}
+
+    def recurate(self, curation: CurationConfig) -> "TraceResult":
+        """The same trace with spans curated under other settings (no generation)."""
+        from .spans import curate_spans
+
+        spans = curate_spans(self.spans, self, curation)
+        return replace(self, curation=curation, spans=spans)
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "model_id": self.model_id,
+            "backend": self.backend,
+            "signal": self.signal,
+            "text": self.text,
+            "stop_reason": self.stop_reason,
+            "items": [i.to_dict() for i in self.items],
+            "sources": self.sources.to_dict(),
+            "tokens": [dict(t.__dict__) for t in self.tokens],
+            "atom_sum": [_floats(row) for row in self.atom_sum],
+            "atom_max": [_floats(row) for row in self.atom_max],
+            "outside": _floats(self.outside),
+            "spans": [s.to_dict() for s in self.spans],
+            "generation": self.generation.to_dict(),
+            "source_config": self.source_config.to_dict(),
+            "curation": self.curation.to_dict(),
+            "timings": dict(self.timings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TraceResult":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(f"trace schema_version {version!r} is not supported (this version reads {SCHEMA_VERSION})")
+        sources = SourceSet.from_dict(data["sources"])
+        width = sources.num_atoms
+        return cls(
+            model_id=data["model_id"],
+            backend=data["backend"],
+            signal=data["signal"],
+            text=data["text"],
+            stop_reason=data.get("stop_reason", "eos"),
+            items=tuple(ItemInfo.from_dict(i) for i in data["items"]),
+            sources=sources,
+            tokens=tuple(GeneratedToken(**t) for t in data["tokens"]),
+            atom_sum=np.asarray(data["atom_sum"], dtype=np.float64).reshape(-1, width),
+            atom_max=np.asarray(data["atom_max"], dtype=np.float64).reshape(-1, width),
+            outside=np.asarray(data["outside"], dtype=np.float64),
+            spans=tuple(Span.from_dict(s) for s in data["spans"]),
+            generation=GenerationConfig.from_dict(data["generation"]),
+            source_config=SourceConfig.from_dict(data["source_config"]),
+            curation=CurationConfig.from_dict(data["curation"]),
+            timings=dict(data.get("timings", {})),
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TraceResult":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not a JSON trace: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InputError("a JSON trace must be an object")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"malformed trace: missing or wrong field {exc}") from exc
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TraceResult":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,65 @@
+"""Per-token traces + output sentences -> spans with curated, described sources."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .config import CurationConfig
+from .curation import curate, token_votes
+from .result import Span, SpanSource
+
+if TYPE_CHECKING:
+    from .result import TraceResult
+
+
+def _describe(result: "TraceResult", unit: int, share: float, rescued: bool,
+              tokens: np.ndarray, weights: np.ndarray) -> SpanSource:
+    """Build a SpanSource, with tile scores / track shares from the tokens traced to ``unit``."""
+    u = result.units[unit]
+    src = dict(unit=unit, modality=u.modality, item=u.item, label=u.label, share=float(share), rescued=rescued,
+               char_start=u.char_start, char_end=u.char_end, time_start=u.time_start, time_end=u.time_end)
+    atoms = np.flatnonzero(result.sources.atom_unit == unit)
+    evidence = (weights[:, None] * result.atom_sum[np.ix_(tokens, atoms)]).sum(axis=0) if len(tokens) else np.zeros(len(atoms))
+    if u.modality == "image":
+        grid = result.items[u.item].grid
+        tiles = np.zeros(grid[0] * grid[1])
+        tiles[result.sources.atom_tile[atoms]] = evidence
+        peak = tiles.max()
+        src["grid"] = tuple(grid)
+        src["tile_scores"] = tuple(np.round(tiles / peak if peak > 0 else tiles, 4).tolist())
+    elif u.modality == "video":
+        kinds = [result.sources.atom_kind[a] for a in atoms]
+        total = evidence.sum()
+        src["tracks"] = {kind: round(float(evidence[kinds.index(kind)] / total), 4) if total > 0 else 0.0
+                         for kind in ("visual", "audio") if kind in kinds}
+    return SpanSource(**src)
+
+
+def curate_spans(spans: Sequence[Span], result: "TraceResult", config: CurationConfig) -> tuple[Span, ...]:
+    """Curate the sources of each span of ``result`` under ``config``.
+
+    Args:
+        spans: the output sentences (their text and token ranges are kept; sources replaced).
+        result: the trace holding per-token scores and POS tags.
+        config: curation settings, including the token rule.
+    """
+    units, confidence = result.token_trace(config.token_rule)
+    pos = [t.pos for t in result.tokens]
+    out = []
+    for span in spans:
+        lo, hi = span.token_start, span.token_end
+        span_units, span_pos, span_conf = units[lo:hi].tolist(), pos[lo:hi], confidence[lo:hi].tolist()
+        votes = np.asarray(token_votes(span_pos, span_conf, config))
+        counted = units[lo:hi] >= 0
+        weight_total = votes[counted].sum()
+        mean_conf = float((votes * confidence[lo:hi])[counted].sum() / weight_total) if weight_total > 0 else 0.0
+        sources = []
+        for chosen in curate(span_units, span_pos, span_conf, config):
+            mask = units[lo:hi] == chosen.unit
+            tokens = np.arange(lo, hi)[mask]
+            sources.append(_describe(result, chosen.unit, chosen.share, chosen.rescued, tokens, votes[mask]))
+        out.append(Span(index=span.index, text=span.text, char_start=span.char_start, char_end=span.char_end,
+                        token_start=lo, token_end=hi, sources=tuple(sources), confidence=round(mean_conf, 6)))
+    return tuple(out)

@@ -1,0 +1,237 @@
+"""The engine end to end on the tiny Qwen2.5-Omni: exact signals, streaming, stop, re-curation, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from omnitrace_core import (AudioItem, CurationConfig, GenerationConfig, ImageItem, InputError, MediaError,
+                            SourceConfig, TextItem, TraceResult, VideoItem, register_signal)
+from omnitrace_core.capture import CAPTURE_ATTENTION
+from omnitrace_core.signals import Signal
+
+GEN = GenerationConfig(max_new_tokens=5)
+
+
+def _items(media, video=True):
+    items = [TextItem("Answer the question.\n", is_prompt=True),
+             TextItem("Which is brighter? Think.\nA. left\nB. right"),
+             ImageItem(str(media["image_a"])), AudioItem(str(media["audio"]))]
+    if video:
+        items.append(VideoItem(str(media["video"])))
+    return items
+
+
+def _full_forward(tracer, prepared, generated, eager_grads=False):
+    """Reference: one eager forward over prompt + generated tokens with all attention maps."""
+    backend = tracer.backend
+    model = backend.model
+    ids = torch.cat([prepared.input_ids, torch.tensor([generated])], dim=1)
+    prompt_pos = prepared.extras["position_ids"]
+    delta = prepared.extras["rope_delta"]
+    gen_pos = (torch.arange(prepared.length, ids.shape[1]) + delta).view(1, 1, -1).expand(3, 1, -1)
+    positions = torch.cat([prompt_pos, gen_pos], dim=2)
+    model.set_attn_implementation({"text_config": "eager"})
+    try:
+        if eager_grads:
+            model.requires_grad_(True)
+        with torch.set_grad_enabled(eager_grads):
+            out = model(input_ids=ids, position_ids=positions, output_attentions=True, **prepared.model_inputs)
+        return out
+    finally:
+        model.requires_grad_(False)
+        model.set_attn_implementation({"text_config": CAPTURE_ATTENTION})
+
+
+def _reduce(result, scores, prompt_length):
+    """Reference reduction of context scores to per-atom sums."""
+    atoms = np.zeros(result.sources.num_atoms)
+    pa = result.sources.position_atom
+    mask = pa >= 0
+    np.add.at(atoms, pa[mask], scores[:prompt_length][mask])
+    return atoms
+
+
+@pytest.mark.parametrize("signal", ["attmean", "attraw"])
+def test_attention_signals_equal_full_eager_forward(tracer, media, signal):
+    items = _items(media)
+    result = tracer.trace(items, signal=signal, generation=GEN)
+    prepared = tracer.backend.prepare(items, SourceConfig())
+    generated = [t.token_id for t in result.tokens]
+    assert generated, "the tiny model generated nothing"
+    out = _full_forward(tracer, prepared, generated)
+    L = prepared.length
+    layers = range(len(out.attentions)) if signal == "attmean" else [len(out.attentions) - 1]
+    for t in range(len(generated)):
+        q = L - 1 + t  # the query that predicts generated token t
+        rows = torch.stack([out.attentions[layer][0, :, q, : q + 1].mean(0) for layer in layers]).mean(0)
+        expected = _reduce(result, rows.double().numpy(), L)
+        np.testing.assert_allclose(result.atom_sum[t], expected, rtol=1e-5, atol=1e-7)
+        # all attention mass is either on a source atom or outside
+        assert result.atom_sum[t].sum() + result.outside[t] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_attgrads_equals_full_sequence_backward(tracer, media):
+    items = _items(media, video=False)
+    result = tracer.trace(items, signal="attgrads", generation=GEN)
+    prepared = tracer.backend.prepare(items, SourceConfig())
+    generated = [t.token_id for t in result.tokens]
+    L = prepared.length
+    for t in range(len(generated)):
+        out = _full_forward(tracer, prepared, generated, eager_grads=True)
+        q = L - 1 + t
+        logp = torch.log_softmax(out.logits[0, q].float(), -1)[generated[t]]
+        attn = out.attentions[-1]
+        (grad,) = torch.autograd.grad(logp, attn)
+        contribution = (attn[0, :, q, : q + 1] * grad[0, :, q, : q + 1]).sum(0).clamp_min(0).detach()
+        contribution = contribution / contribution.sum()
+        expected = _reduce(result, contribution.double().numpy(), L)
+        np.testing.assert_allclose(result.atom_sum[t], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_no_context_by_context_attention_map_is_built(tracer, media, monkeypatch):
+    """The capture path never materialises an L x L map: the largest softmax it runs is one row."""
+    import omnitrace_core.capture as capture
+
+    largest = []
+    original = torch.softmax
+
+    def spy(x, *args, **kwargs):
+        largest.append(tuple(x.shape))
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(capture.torch, "softmax", spy)
+    result = tracer.trace(_items(media), signal="attmean", generation=GEN)
+    L = int(result.timings["prompt_tokens"])
+    assert largest and all(shape[-2] == tracer.backend.model.config.text_config.num_attention_heads
+                           // tracer.backend.model.config.text_config.num_key_value_heads for shape in largest)
+    assert max(shape[-1] for shape in largest) <= L + len(result.tokens)
+
+
+def test_stream_yields_every_token_then_the_result(tracer, media):
+    steps = list(tracer.stream(_items(media, video=False), generation=GEN, partial_results=True))
+    assert steps[-1].done and isinstance(steps[-1].result, TraceResult)
+    tokens = steps[:-1]
+    result = steps[-1].result
+    assert [s.token_id for s in tokens] == [t.token_id for t in result.tokens]
+    assert [s.index for s in tokens] == list(range(len(tokens)))
+    assert tokens[-1].text == result.text
+    units, conf = result.token_trace()
+    assert [s.unit for s in tokens] == units.tolist()
+    np.testing.assert_allclose([s.confidence for s in tokens], conf, rtol=1e-6)
+
+
+def test_stop_event_ends_generation_and_keeps_tokens(tracer, media):
+    stop = threading.Event()
+    kept = []
+    for step in tracer.stream(_items(media, video=False), generation=GenerationConfig(max_new_tokens=50), stop=stop):
+        if step.done:
+            result = step.result
+            break
+        kept.append(step.token_id)
+        if len(kept) == 2:
+            stop.set()
+    assert result.stop_reason == "stopped"
+    assert [t.token_id for t in result.tokens] == kept
+
+
+def test_result_round_trips_through_json_and_recurates_without_generation(tracer, media, tmp_path):
+    result = tracer.trace(_items(media), generation=GenerationConfig(max_new_tokens=12))
+    back = TraceResult.load(result.save(tmp_path / "trace.json"))
+    assert back.to_dict() == TraceResult.from_dict(result.to_dict()).to_dict()
+    assert back.text == result.text and back.spans == tuple(back.spans)
+    assert [s.text for s in back.spans] == [s.text for s in result.spans]
+    # re-curating the loaded trace with the same settings reproduces its spans
+    assert back.recurate(result.curation).spans == back.spans
+    # without p_min and coverage, every unit a token traced to is selected
+    loose = back.recurate(CurationConfig(use_p_min=False, use_coverage=False, use_confidence=False,
+                                         use_pos_weights=False))
+    units, _ = back.token_trace()
+    for span in loose.spans:
+        traced = set(units[span.token_start:span.token_end].tolist()) - {-1}
+        assert {s.unit for s in span.sources} == traced
+    # the strongest-token rule is available on the same trace
+    max_units, _ = back.token_trace("max_token")
+    assert max_units.shape == units.shape
+
+
+def test_sources_describe_each_modality(tracer, media):
+    result = tracer.trace(_items(media), generation=GenerationConfig(max_new_tokens=12))
+    by_modality = {}
+    for unit in result.units:
+        by_modality.setdefault(unit.modality, []).append(unit)
+    assert set(by_modality) == {"text", "image", "audio", "video"}
+    assert [u.label for u in by_modality["text"]] == ["Which is brighter?", "Think.", "A. left", "B. right"]
+    assert len(by_modality["audio"]) == 3 and by_modality["audio"][-1].time_end == pytest.approx(3.0, abs=0.01)
+    assert len(by_modality["video"]) == 4
+    loose = result.recurate(CurationConfig(use_p_min=False, use_coverage=False))
+    for span in loose.spans:
+        for src in span.sources:
+            if src.modality == "image":
+                assert len(src.tile_scores) == src.grid[0] * src.grid[1] and max(src.tile_scores) == 1.0
+            if src.modality == "video":
+                assert set(src.tracks) == {"visual", "audio"}
+                assert sum(src.tracks.values()) == pytest.approx(1.0, abs=1e-3)
+            if src.modality == "text":
+                text = result.items[src.item].text
+                assert text[src.char_start:src.char_end].strip()
+
+
+def test_prompt_is_a_source_only_when_asked(tracer, media):
+    items = _items(media, video=False)
+    excluded = tracer.trace(items, generation=GenerationConfig(max_new_tokens=1))
+    included = tracer.trace(items, generation=GenerationConfig(max_new_tokens=1),
+                            sources=SourceConfig(include_prompt=True))
+    assert not any(u.item == 0 for u in excluded.units)
+    assert any(u.item == 0 and u.label == "Answer the question." for u in included.units)
+
+
+def test_user_registered_signal_runs(tracer, media):
+    @register_signal
+    class FirstLayerMax(Signal):
+        name = "test_first_layer_max"
+
+        def layers(self, num_layers):
+            return (0,)
+
+        def score(self, rows, grads=None):
+            return rows[0].max(dim=0).values
+
+    result = tracer.trace(_items(media, video=False), signal="test_first_layer_max", generation=GEN)
+    assert result.signal == "test_first_layer_max" and result.atom_sum.shape[0] == len(result.tokens)
+
+
+def test_sampling_is_seeded(tracer, media):
+    config = GenerationConfig(max_new_tokens=6, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=7)
+    a = tracer.trace(_items(media, video=False), generation=config)
+    b = tracer.trace(_items(media, video=False), generation=config)
+    assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
+
+
+@pytest.mark.parametrize("make_items, error, message", [
+    (lambda d: [], InputError, "empty"),
+    (lambda d: ["just a string"], InputError, "accepted item types"),
+    (lambda d: [TextItem("   ")], InputError, "nothing to trace"),
+    (lambda d: [TextItem("Look."), ImageItem(str(d / "broken.jpg"))], MediaError, "broken.jpg"),
+    (lambda d: [TextItem("Listen."), AudioItem(str(d / "empty.wav"))], MediaError, "empty.wav"),
+    (lambda d: [TextItem("Watch."), VideoItem(str(d / "noframes.mp4"))], MediaError, "noframes.mp4"),
+    (lambda d: [TextItem("Look."), ImageItem(str(d / "missing.png"))], MediaError, "missing.png"),
+])
+def test_bad_input_raises_a_clear_error(tracer, tmp_path, make_items, error, message):
+    import soundfile as sf
+
+    from tests.media_files import encode_audio
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16000)
+    import av
+
+    with av.open(str(tmp_path / "noframes.mp4"), "w") as out:  # an audio-only mp4: no video frames
+        stream = out.add_stream("aac", rate=44100)
+        stream.layout = "mono"
+        encode_audio(out, stream, np.zeros(44100, np.float32), 44100)
+    with pytest.raises(error, match=message):
+        tracer.trace(make_items(tmp_path), generation=GEN)
