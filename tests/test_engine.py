@@ -144,8 +144,11 @@ def test_result_round_trips_through_json_and_recurates_without_generation(tracer
     assert back.to_dict() == TraceResult.from_dict(result.to_dict()).to_dict()
     assert back.text == result.text and back.spans == tuple(back.spans)
     assert [s.text for s in back.spans] == [s.text for s in result.spans]
-    # re-curating the loaded trace with the same settings reproduces its spans
-    assert back.recurate(result.curation).spans == back.spans
+    # re-curating the loaded trace with the same settings reproduces its spans (JSON keeps 6 decimals)
+    again = back.recurate(result.curation)
+    for mine, theirs in zip(again.spans, result.spans):
+        assert [s.unit for s in mine.sources] == [s.unit for s in theirs.sources]
+        assert [s.share for s in mine.sources] == pytest.approx([s.share for s in theirs.sources], abs=1e-5)
     # without p_min and coverage, every unit a token traced to is selected
     loose = back.recurate(CurationConfig(use_p_min=False, use_coverage=False, use_confidence=False,
                                          use_pos_weights=False))

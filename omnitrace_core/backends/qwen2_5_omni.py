@@ -208,7 +208,8 @@ class Qwen25OmniBackend(Backend):
             kwargs["audio"] = audio
         if videos:
             kwargs["videos"] = videos
-            kwargs["videos_kwargs"] = {"fps": fps}
+            # the processor class otherwise overrides the checkpoint's saved frame-size bounds
+            kwargs["videos_kwargs"] = {"fps": fps, "size": dict(self.processor.video_processor.size)}
             if audio_in_video:
                 kwargs["load_audio_from_video"] = True
                 kwargs["audio_from_video_indices"] = slot_video

@@ -1,0 +1,685 @@
+"""Command-line interface: trace a file of samples in the official OmniTrace JSON format.
+
+    python -m omnitrace_core trace --questions examples/question_audio.json \\
+        --model Qwen/Qwen2.5-Omni-7B --method attmean --output out.jsonl
+
+Each sample's outcome is appended to a JSON Lines file as soon as it finishes, so an interrupted
+run resumes where it stopped. ``accelerate launch -m omnitrace_core trace ...`` (or ``torchrun``,
+or ``mpirun``) splits the samples across processes, one output file per process.
+
+The run loop, :func:`run_batch`, takes a :class:`~omnitrace_core.Tracer` (or a function that
+loads one), so it can be driven from Python as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import traceback
+import types
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .config import CurationConfig, GenerationConfig, SourceConfig
+from .errors import InputError, MediaError, OmniTraceError
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: Fields of a sample that are inputs, not metadata: they are not copied to output records.
+INPUT_FIELDS = ("question", "prompt")
+#: Fields every output record has; a sample's metadata field of the same name is stored as
+#: ``sample_<name>`` instead.
+RECORD_FIELDS = ("key", "id", "status", "result", "error_type", "error", "traceback")
+_MEDIA_KINDS = ("image", "audio", "video")
+
+#: Environment variables naming this process's index and the process count, in the order they
+#: are read (the order accelerate itself uses): torchrun / ``accelerate launch`` (multi-GPU and
+#: multi-node) set RANK and WORLD_SIZE; MPI launchers (``accelerate launch`` multi-CPU runs
+#: through mpirun) set the MPICH/Intel MPI, Open MPI or MVAPICH names.
+RANK_ENV = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+WORLD_SIZE_ENV = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+LOCAL_RANK_ENV = ("LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
+
+_SAMPLE_FORMAT = (
+    'a JSON list of samples, each like {"id": 0, "prompt": "...", "question": '
+    '[{"text": "..."}, {"image": "media/x.jpg"}, {"audio": "a.wav"}, {"video": "v.mp4"}], ...metadata}'
+)
+
+
+class UsageError(OmniTraceError):
+    """Bad command-line usage or an unreadable questions/output file (exit code 2)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces of a run: questions, media bases, shards, the output file
+# --------------------------------------------------------------------------------------------
+def load_questions(path: str | Path) -> list[Any]:
+    """Read a questions file in the official format; raise UsageError naming the file if it is unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"questions file '{path}' does not exist; pass {_SAMPLE_FORMAT}")
+    if path.is_dir():
+        raise UsageError(f"questions file '{path}' is a directory; pass a JSON file holding {_SAMPLE_FORMAT}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"questions file '{path}' cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"questions file '{path}' is not UTF-8 text ({exc}); pass {_SAMPLE_FORMAT}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"questions file '{path}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            f"pass {_SAMPLE_FORMAT}") from exc
+    if not isinstance(data, list):
+        kind = {dict: "an object", str: "a string"}.get(type(data), type(data).__name__)
+        raise UsageError(f"questions file '{path}' holds {kind}, not a list; pass {_SAMPLE_FORMAT}")
+    return data
+
+
+def media_bases(questions: str | Path, media_root: str | Path | None = None) -> list[Path]:
+    """Folders relative media paths are looked up in, in order.
+
+    ``media_root`` (when given), then the questions file's folder, then that folder's parent
+    (the official example files name media ``examples/media/x.jpg`` relative to the folder above
+    their own). The first folder where the file exists wins.
+    """
+    folder = Path(questions).expanduser().resolve().parent
+    bases = [Path(media_root).expanduser()] if media_root is not None else []
+    bases += [folder, folder.parent]
+    unique: list[Path] = []
+    for base in bases:
+        if base not in unique:
+            unique.append(base)
+    return unique
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n), 0-based, with 0 <= i < n; UsageError otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match:
+        raise UsageError(f"--shard must look like I/N (0-based shard I of N, e.g. 0/4); got '{text}'")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1:
+        raise UsageError(f"--shard {text}: the shard count N must be at least 1")
+    if not 0 <= index < count:
+        raise UsageError(f"--shard {text}: the shard index I must satisfy 0 <= I < N (0-based), so 0..{count - 1}")
+    return index, count
+
+
+def _env_int(names: Sequence[str], environ: Mapping[str, str]) -> tuple[str, int] | None:
+    for name in names:
+        value = environ.get(name)
+        if value is not None and value.strip() != "":
+            try:
+                return name, int(value)
+            except ValueError:
+                raise UsageError(f"environment variable {name}={value!r} is not an integer") from None
+    return None
+
+
+def shard_from_env(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(process index, process count) from a distributed launcher's environment; (0, 1) when none."""
+    environ = os.environ if environ is None else environ
+    size = _env_int(WORLD_SIZE_ENV, environ)
+    if size is None or size[1] <= 1:
+        return 0, 1
+    rank = _env_int(RANK_ENV, environ)
+    if rank is None:
+        raise UsageError(f"{size[0]}={size[1]} is set but no process index is ({', '.join(RANK_ENV)}); "
+                         "pass --shard I/N")
+    if not 0 <= rank[1] < size[1]:
+        raise UsageError(f"{rank[0]}={rank[1]} is outside 0..{size[1] - 1} ({size[0]}={size[1]}); pass --shard I/N")
+    return rank[1], size[1]
+
+
+def shard_output_path(output: str | Path, index: int, count: int) -> Path:
+    """The file one shard writes: ``out.jsonl`` itself for a single shard, else ``out.shard-{i}-of-{n}.jsonl``."""
+    output = Path(output)
+    if count <= 1:
+        return output
+    return output.with_name(f"{output.stem}.shard-{index}-of-{count}{output.suffix}")
+
+
+def read_output(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
+    """The records of an output file. A partially written last line (a killed run) is dropped and,
+    with ``repair``, cut off the file so new records start on a line of their own."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        logger.warning("%s: ignoring a partially written last line (%d bytes) from an interrupted run",
+                       path, len(data) - end)
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(end)
+                handle.flush()
+                os.fsync(handle.fileno())
+    records = []
+    for number, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logger.warning("%s:%d is not a JSON record; ignoring it", path, number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# One sample
+# --------------------------------------------------------------------------------------------
+def _check_media(raw: Mapping[str, Any], key: str, bases: Sequence[Path]) -> None:
+    """Name every folder that was searched when a media file of the sample cannot be found."""
+    for index, entry in enumerate(raw.get("question") or ()):
+        for kind in _MEDIA_KINDS:
+            if kind not in entry:
+                continue
+            values = entry[kind] if isinstance(entry[kind], list) else [entry[kind]]
+            for value in values:
+                path = Path(value).expanduser()
+                candidates = [path] if path.is_absolute() else [base / path for base in bases]
+                if not any(c.exists() for c in candidates):
+                    where = ", ".join(f"'{c}'" for c in candidates)
+                    raise MediaError(f"sample {key}, question entry {index}: {kind} file '{value}' does not exist "
+                                     f"(looked for it at {where}); fix the path or pass --media-root")
+
+
+def _metadata(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        return {}
+    out = {}
+    for name, value in raw.items():
+        if name in INPUT_FIELDS or name == "id":
+            continue
+        out[f"sample_{name}" if name in RECORD_FIELDS else name] = value
+    return out
+
+
+class _ConfigDict:
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (dict(v) if isinstance(v, Mapping) else v)
+                for f in fields(self.config) for v in [getattr(self.config, f.name)]}
+
+
+def result_dict(result: Any) -> dict[str, Any]:
+    """``result.to_dict()``, working around configs whose own ``to_dict`` fails.
+
+    CurationConfig.to_dict goes through dataclasses.asdict, which deep-copies the read-only
+    ``pos_weights`` mapping and raises ``TypeError: cannot pickle 'mappingproxy' object``; the
+    configs are then written field by field instead.
+    """
+    from .result import TraceResult
+
+    try:
+        return result.to_dict()
+    except TypeError as exc:
+        if "mappingproxy" not in str(exc):
+            raise
+        view = types.SimpleNamespace(**{**result.__dict__, **{
+            name: _ConfigDict(getattr(result, name)) for name in ("generation", "source_config", "curation")}})
+        return TraceResult.to_dict(view)  # type: ignore[arg-type]
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path, os.PathLike)):
+        return os.fspath(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=_json_default)
+
+
+@dataclass
+class RunSummary:
+    """Counts of one run of :func:`run_batch`."""
+
+    output: Path
+    total: int = 0  # samples of this shard (after --limit)
+    ok: int = 0
+    errors: int = 0
+    skipped: int = 0  # already ok in the output
+    tokens: int = 0
+    decode_s: float = 0.0
+    elapsed_s: float = 0.0
+    shard: tuple[int, int] = (0, 1)
+    interrupted: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+    def line(self) -> str:
+        shard = f" [shard {self.shard[0]}/{self.shard[1]}]" if self.shard[1] > 1 else ""
+        state = "interrupted" if self.interrupted else "done"
+        return (f"omnitrace trace {state}{shard}: {self.ok} ok, {self.errors} errors, {self.skipped} skipped "
+                f"(already ok) of {self.total} samples in {self.elapsed_s:.1f} s "
+                f"({self.tokens_per_s:.1f} tokens/s) -> {self.output}")
+
+
+# --------------------------------------------------------------------------------------------
+# The run loop
+# --------------------------------------------------------------------------------------------
+def run_batch(
+    tracer: Any,
+    samples: Sequence[Any],
+    output: str | Path,
+    *,
+    bases: Sequence[Path] = (Path("."),),
+    signal: str | None = None,
+    generation: GenerationConfig | None = None,
+    sources: SourceConfig | None = None,
+    curation: CurationConfig | None = None,
+    shard: tuple[int, int] = (0, 1),
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Trace ``samples`` (official format) and append one JSON line per sample to ``output``.
+
+    Args:
+        tracer: a :class:`~omnitrace_core.Tracer`, or a function returning one; it is called only
+            when some sample is left to trace (a finished run loads no model).
+        samples: the questions file's list (see :func:`load_questions`).
+        output: the JSON Lines file this process writes (see :func:`shard_output_path`).
+        bases: folders relative media paths resolve against (see :func:`media_bases`).
+        signal, generation, sources, curation: passed to every ``tracer.stream`` call
+            (None: the tracer's defaults).
+        shard: (i, n): trace only the samples whose position in the file is i modulo n.
+        limit: only the first ``limit`` samples of the file (before sharding).
+        overwrite: start the output afresh instead of resuming it.
+        progress: show a tqdm progress bar on stderr.
+
+    Keys come from :func:`~omnitrace_core.sample_keys` over the whole file. Samples whose key
+    has a record with status "ok" in ``output`` are skipped; errored ones are traced again.
+    Per-sample failures (of any exception type) become error records; KeyboardInterrupt stops
+    the run and propagates.
+    """
+    from tqdm import tqdm
+
+    from .engine import Tracer
+    from .inputs import parse_sample, sample_keys
+
+    started = time.perf_counter()
+    output = Path(output)
+    index, count = shard
+    keys = sample_keys(samples)
+    positions = range(len(samples) if limit is None else min(limit, len(samples)))
+    mine = [p for p in positions if p % count == index]
+    summary = RunSummary(output=output, total=len(mine), shard=(index, count))
+
+    if output.is_dir():
+        raise UsageError(f"--output '{output}' is a directory; pass a file path like out.jsonl")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            output.write_bytes(b"")
+    except OSError as exc:
+        raise UsageError(f"output file '{output}' cannot be written ({exc.strerror or exc})") from exc
+    existing = read_output(output)
+    done = {r.get("key") for r in existing if r.get("status") == "ok"}
+    signal_name = signal
+    if signal_name is None and isinstance(tracer, Tracer):
+        signal_name = tracer.signal.name
+    if signal_name is not None:
+        other = sorted({str((r.get("result") or {}).get("signal")) for r in existing
+                        if r.get("status") == "ok" and (r.get("result") or {}).get("signal") not in (None, signal_name)})
+        if other:
+            raise UsageError(f"output file '{output}' already holds results traced with method {', '.join(other)}, "
+                             f"not {signal_name}; pass --overwrite to start it afresh or choose another --output")
+    pending = [p for p in mine if keys[p] not in done]
+    summary.skipped = len(mine) - len(pending)
+    if not pending:
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+    if not isinstance(tracer, Tracer) and callable(tracer):
+        tracer = tracer()
+
+    overrides = dict(signal=signal, generation=generation, sources=sources, curation=curation)
+    bar = tqdm(total=len(mine), initial=summary.skipped, unit="sample", desc="trace", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    postfix = {"ok": 0, "err": 0, "tok/s": "-"}
+    bar.set_postfix(postfix, refresh=False)
+    try:
+        with _redirect_logging(progress), open(output, "a", encoding="utf-8") as handle:
+            for position in pending:
+                key, raw = keys[position], samples[position]
+                sample_start = time.perf_counter()
+                try:
+                    record, result = _trace_sample(tracer, raw, key, bases, overrides)
+                    line = _dumps(record)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # one bad sample must not stop the run
+                    record = _error_record(raw, key, exc)
+                    line = _dumps(record)
+                    result = None
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                if result is not None:
+                    summary.ok += 1
+                    summary.tokens += len(result.tokens)
+                    summary.decode_s += float(result.timings.get("decode_s", 0.0))
+                    logger.info("sample %s ok: %d tokens in %.2f s", key, len(result.tokens),
+                                time.perf_counter() - sample_start)
+                else:
+                    summary.errors += 1
+                    logger.warning("sample %s failed: %s: %s", key, record["error_type"], record["error"])
+                postfix.update({"ok": summary.ok, "err": summary.errors,
+                                "tok/s": f"{summary.tokens_per_s:.1f}" if summary.decode_s > 0 else "-"})
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        bar.close()
+        summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _redirect_logging(progress: bool):
+    """Route console log handlers through tqdm so log lines do not break the progress bar."""
+    import contextlib
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    def on_console(logger_: logging.Logger) -> bool:
+        return any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+                   for h in logger_.handlers)
+
+    targets = [lg for lg in (logging.root, logging.getLogger("omnitrace_core")) if on_console(lg)]
+    if not progress or not targets:
+        return contextlib.nullcontext()
+    return logging_redirect_tqdm(targets)
+
+
+def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path],
+                  overrides: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    from .inputs import parse_sample
+
+    sample = parse_sample(raw, key, bases)
+    _check_media(raw, key, bases)
+    result = None
+    for step in tracer.stream(sample.items, **overrides):
+        if step.done:
+            result = step.result
+    if result is None:
+        raise RuntimeError("tracing ended without a result")
+    record = {"key": key, "id": raw.get("id"), "status": "ok", **_metadata(raw), "result": result_dict(result)}
+    return record, result
+
+
+def _error_record(raw: Any, key: str, exc: BaseException) -> dict[str, Any]:
+    message = str(exc).strip() or repr(exc)
+    record = {"key": key, "id": raw.get("id") if isinstance(raw, Mapping) else None, "status": "error",
+              **_metadata(raw), "error_type": type(exc).__name__, "error": message}
+    if not isinstance(exc, OmniTraceError):
+        # an unexpected failure (a bug, out of memory): keep where it happened
+        record["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-12:])
+        logger.debug("sample %s raised", key, exc_info=exc)
+        _free_accelerator_memory()
+    return record
+
+
+def _free_accelerator_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing
+# --------------------------------------------------------------------------------------------
+_DESCRIPTION = "Generation-time attribution (OmniTrace) for omni-modal LLMs."
+
+_TRACE_EPILOG = """\
+input:
+  --questions takes the official OmniTrace format unchanged: a JSON list of samples, each with
+  "prompt" (the instruction), "question" (a list of {"text": str | [str]}, {"image": path | [path]},
+  {"audio": path}, {"video": path} in order) and any metadata ("id", "task", "answer", ...).
+
+media paths:
+  Absolute paths are used as they are. A relative path is looked up, in order, under
+    1. --media-root DIR (when given),
+    2. the folder of the questions file,
+    3. the parent of that folder (the official files say "examples/media/x.jpg", relative to the
+       folder that holds examples/),
+  and the first existing file wins. A sample whose media cannot be found gets an error record
+  naming the file and every place searched; the other samples still run.
+
+output (JSON Lines, one line per sample, appended and fsynced as soon as it finishes):
+  {"key", "id", "status": "ok", <sample metadata except question/prompt>, "result": TraceResult.to_dict()}
+  {"key", "id", "status": "error", <sample metadata>, "error_type", "error"[, "traceback"]}
+  "key" is unique within the questions file (the id, plus the task when ids repeat). A metadata
+  field named like a record field (e.g. "status") is stored as "sample_<name>".
+
+resume:
+  Rerunning the same command skips keys that already have an "ok" record and retries the
+  errored ones (their new record is appended). A line cut short by a killed run is dropped.
+  --overwrite starts the output afresh. Resume with the same method and the same shard count.
+
+sharding:
+  --shard I/N traces the samples whose position in the file is I modulo N (0-based). Without it,
+  the process index and count come from the launcher's environment (RANK/WORLD_SIZE as set by
+  `accelerate launch` and torchrun; PMI_*, OMPI_COMM_WORLD_*, MV2_COMM_WORLD_* under MPI), so
+  `accelerate launch -m omnitrace_core trace ...` splits the work across processes. With N > 1
+  each shard writes OUT.shard-I-of-N.jsonl next to --output (for --output out.jsonl:
+  out.shard-0-of-4.jsonl, ...); concatenate them afterwards. With several GPUs and neither
+  --device nor --device-map, each process uses cuda:LOCAL_RANK.
+
+exit status:
+  0 the run completed (even when some samples have error records), 1 crash, 2 bad usage or an
+  unreadable questions file, 130 interrupted (Ctrl-C).
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .signals import list_signals
+    from .token_rules import list_token_rules
+
+    parser = argparse.ArgumentParser(prog="python -m omnitrace_core", description=_DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    trace = commands.add_parser(
+        "trace", help="trace every sample of a questions file into a JSON Lines file",
+        description="Trace every sample of a questions file (official OmniTrace JSON format) and write "
+                    "one JSON line per sample.",
+        epilog=_TRACE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    io = trace.add_argument_group("input and output")
+    io.add_argument("--questions", "--questions_path", required=True, metavar="FILE.json",
+                    help="questions file: a JSON list of samples in the official format")
+    io.add_argument("--media-root", metavar="DIR", help="folder searched first for relative media paths")
+    io.add_argument("--output", "-o", required=True, metavar="OUT.jsonl",
+                    help="JSON Lines output, appended to (resumed) unless --overwrite")
+    io.add_argument("--overwrite", action="store_true", help="start the output afresh instead of resuming it")
+    io.add_argument("--limit", type=_positive_int, metavar="N",
+                    help="only the first N samples of the file (applied before sharding)")
+    io.add_argument("--shard", metavar="I/N",
+                    help="trace samples whose position %% N == I (0-based); default: from the launcher's environment")
+
+    model = trace.add_argument_group("model")
+    model.add_argument("--model", required=True, metavar="ID_OR_DIR",
+                       help="Hugging Face model id or local checkpoint folder (e.g. Qwen/Qwen2.5-Omni-7B)")
+    model.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),
+                       help="weights dtype (default: auto, the checkpoint's)")
+    model.add_argument("--device", help="device to load the model on, e.g. cuda:0 or cpu (default: cuda if available)")
+    model.add_argument("--device-map", metavar="MAP", help="accelerate device map, e.g. auto (overrides --device)")
+    model.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the checkpoint")
+
+    method = trace.add_argument_group("attribution")
+    method.add_argument("--method", default="attmean", choices=list_signals(), help="scoring signal (default: attmean)")
+    method.add_argument("--token-rule", default=CurationConfig.token_rule, choices=list_token_rules(),
+                        help="how a token picks its source unit (default: %(default)s)")
+    method.add_argument("--audio-bin-seconds", type=_float, default=SourceConfig.audio_bin_seconds, metavar="S",
+                        help="width of audio source units in seconds (default: %(default)s)")
+    method.add_argument("--video-bin-seconds", type=_float, default=SourceConfig.video_bin_seconds, metavar="S",
+                        help="width of video source units in seconds (default: %(default)s)")
+    method.add_argument("--video-fps", "--qwen-video-fps", type=_float, default=SourceConfig.video_fps, metavar="FPS",
+                        help="frames per second sampled from videos (default: %(default)s)")
+    method.add_argument("--video-max-frames", type=_positive_int, default=SourceConfig.video_max_frames, metavar="N",
+                        help="most frames sampled per video (default: %(default)s)")
+    method.add_argument("--include-prompt", action="store_true", help="make the instruction prompt's sentences sources too")
+    method.add_argument("--no-audio-in-video", action="store_true", help="do not trace the audio track of videos")
+
+    gen = trace.add_argument_group("generation")
+    gen.add_argument("--max-new-tokens", type=_positive_int, default=GenerationConfig.max_new_tokens, metavar="N",
+                     help="most tokens generated per sample (default: %(default)s)")
+    gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    gen.add_argument("--temperature", type=_float, default=GenerationConfig.temperature,
+                     help="sampling temperature (with --do-sample; default: %(default)s)")
+    gen.add_argument("--top-p", type=_float, default=GenerationConfig.top_p,
+                     help="nucleus sampling mass (with --do-sample; default: %(default)s)")
+    gen.add_argument("--top-k", type=int, default=GenerationConfig.top_k,
+                     help="top-k sampling, 0 disables it (with --do-sample; default: %(default)s)")
+    gen.add_argument("--seed", type=int, help="random seed of sampling (with --do-sample)")
+
+    misc = trace.add_argument_group("reporting")
+    misc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    misc.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
+    return parser
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[GenerationConfig, SourceConfig, CurationConfig]:
+    """The run's configs from parsed arguments (ConfigError on out-of-range values)."""
+    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+    sources = SourceConfig(audio_bin_seconds=args.audio_bin_seconds, video_bin_seconds=args.video_bin_seconds,
+                           include_prompt=args.include_prompt, use_audio_in_video=not args.no_audio_in_video,
+                           video_fps=args.video_fps, video_max_frames=args.video_max_frames)
+    curation = CurationConfig(token_rule=args.token_rule)
+    return generation, sources, curation
+
+
+def _default_device(args: argparse.Namespace) -> str | None:
+    """Under a multi-GPU launcher, each process takes the GPU of its local rank."""
+    if args.device is not None or args.device_map is not None:
+        return args.device
+    local = _env_int(LOCAL_RANK_ENV, os.environ)
+    if local is None:
+        return None
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return f"cuda:{local[1] % torch.cuda.device_count()}"
+    return None
+
+
+def load_tracer(args: argparse.Namespace, signal: str, generation: GenerationConfig, sources: SourceConfig,
+                curation: CurationConfig):
+    """Load the model named by ``--model``."""
+    from .engine import Tracer
+
+    logger.info("loading %s", args.model)
+    try:
+        return Tracer.from_pretrained(args.model, dtype=args.dtype, device=_default_device(args),
+                                      device_map=args.device_map, trust_remote_code=args.trust_remote_code,
+                                      signal=signal, generation=generation, sources=sources, curation=curation)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"could not load model '{args.model}': {exc}") from exc
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    package = logging.getLogger("omnitrace_core")
+    package.setLevel(level)
+    if not package.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m omnitrace_core``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    _setup_logging(args.verbose)
+    summary = None
+    try:
+        shard = parse_shard(args.shard) if args.shard is not None else shard_from_env()
+        generation, sources, curation = configs_from_args(args)
+        samples = load_questions(args.questions)
+        output = shard_output_path(args.output, *shard)
+        bases = media_bases(args.questions, args.media_root)
+        if args.media_root is not None and not Path(args.media_root).expanduser().is_dir():
+            raise UsageError(f"--media-root '{args.media_root}' is not a folder")
+
+        def tracer():
+            return load_tracer(args, args.method, generation, sources, curation)
+
+        summary = run_batch(tracer, samples, output, bases=bases, signal=args.method, generation=generation,
+                            sources=sources, curation=curation, shard=shard, limit=args.limit,
+                            overwrite=args.overwrite, progress=not args.no_progress)
+    except (UsageError, OmniTraceError) as exc:  # ConfigError from out-of-range values too
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("omnitrace trace interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        logger.error("crashed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        print(f"error: the run crashed ({type(exc).__name__}: {exc}); rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_CRASH
+    print(summary.line(), file=sys.stderr)
+    return EXIT_OK
