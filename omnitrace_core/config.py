@@ -63,6 +63,7 @@ class GenerationConfig(_Config):
     """
 
     max_new_tokens: int = 256
+    min_new_tokens: int = 0
     do_sample: bool = False
     temperature: float = 1.0
     top_k: int = 0
@@ -73,6 +74,8 @@ class GenerationConfig(_Config):
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        _check(0 <= self.min_new_tokens <= self.max_new_tokens,
+               f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")

@@ -61,11 +61,12 @@ class TraceStep:
 class _Choice:
     """Next-token choice under a GenerationConfig (greedy, or sampling with warpers)."""
 
-    def __init__(self, config: GenerationConfig, device: torch.device) -> None:
+    def __init__(self, config: GenerationConfig, device: torch.device, eos: frozenset[int]) -> None:
         from transformers import (NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
                                   TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
         self.config = config
+        self.eos = sorted(eos)
         self.processors = []
         if config.repetition_penalty != 1.0:
             self.processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
@@ -85,6 +86,8 @@ class _Choice:
 
     def __call__(self, logits: torch.Tensor, generated: list[int]) -> int:
         scores = logits.detach().float()[None]
+        if len(generated) < self.config.min_new_tokens and self.eos:
+            scores[:, self.eos] = float("-inf")
         if generated:
             # only the generated tokens count: penalising prompt words garbles answers
             ids = torch.tensor([generated], device=scores.device)
@@ -189,9 +192,9 @@ class Tracer:
 
         device = backend.input_device
         reducer = _Reducer(source_set, prepared.length, device)
-        choose = _Choice(gen, device)
-        layers = signal_obj.layers(backend.num_layers)
         eos = backend.eos_token_ids
+        choose = _Choice(gen, device, eos)
+        layers = signal_obj.layers(backend.num_layers)
         cache = backend.prefill(prepared)
         t_prefilled = time.perf_counter()
 

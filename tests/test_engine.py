@@ -238,3 +238,8 @@ def test_bad_input_raises_a_clear_error(tracer, tmp_path, make_items, error, mes
         encode_audio(out, stream, np.zeros(44100, np.float32), 44100)
     with pytest.raises(error, match=message):
         tracer.trace(make_items(tmp_path), generation=GEN)
+
+
+def test_min_new_tokens_suppresses_eos(tracer, media):
+    result = tracer.trace([TextItem("Say something.")], generation=GenerationConfig(max_new_tokens=9, min_new_tokens=9))
+    assert len(result.tokens) == 9 and result.stop_reason == "max_new_tokens"

@@ -123,6 +123,11 @@ class Backend(ABC):
     def step(self, prepared: PreparedInput, token_id: int, position: int, cache: Any) -> torch.Tensor:
         """One decode step of ``token_id`` at sequence index ``position``; returns (vocab,) logits."""
 
+    def generate_kwargs(self, prepared: PreparedInput) -> dict[str, Any]:
+        """Arguments for the model's own ``generate`` on the same prompt (the untraced baseline)."""
+        return {"input_ids": prepared.input_ids, "attention_mask": torch.ones_like(prepared.input_ids),
+                **prepared.model_inputs}
+
 
 _BACKENDS: dict[str, type[Backend]] = {}
 

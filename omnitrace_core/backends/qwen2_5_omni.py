@@ -236,7 +236,8 @@ class Qwen25OmniBackend(Backend):
             layout=layout,
             labels=[item_label(it) for it in items],
             model_inputs=model_inputs,
-            extras={"position_ids": position_ids.to(device), "rope_delta": int(rope_deltas.reshape(-1)[0])},
+            extras={"position_ids": position_ids.to(device), "rope_delta": int(rope_deltas.reshape(-1)[0]),
+                    "use_audio_in_video": audio_in_video, "video_second_per_grid": second_per_grid},
             media=media,
         )
 
@@ -340,6 +341,13 @@ class Qwen25OmniBackend(Backend):
             kind=lay.kind, item=lay.item, char_start=lay.char_start, char_end=lay.char_end, tile=lay.tile,
             time_start=lay.time_start, time_end=lay.time_end, grids=grids, durations=durations,
         )
+
+    def generate_kwargs(self, prepared: PreparedInput) -> dict[str, Any]:
+        kwargs = super().generate_kwargs(prepared)
+        kwargs["use_audio_in_video"] = prepared.extras["use_audio_in_video"]
+        if prepared.extras["video_second_per_grid"] is not None:
+            kwargs["video_second_per_grid"] = prepared.extras["video_second_per_grid"].to(self.input_device)
+        return kwargs
 
     # -- model calls -----------------------------------------------------------------------
     def prefill(self, prepared: PreparedInput) -> Any:
