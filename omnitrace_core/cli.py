@@ -22,13 +22,12 @@ import re
 import sys
 import time
 import traceback
-import types
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import CurationConfig, GenerationConfig, SourceConfig
-from .errors import InputError, MediaError, OmniTraceError
+from .errors import MediaError, OmniTraceError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +59,14 @@ _SAMPLE_FORMAT = (
 
 class UsageError(OmniTraceError):
     """Bad command-line usage or an unreadable questions/output file (exit code 2)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A KeyboardInterrupt that stopped :func:`run_batch`, carrying the counts so far as ``summary``."""
+
+    def __init__(self, summary: "RunSummary") -> None:
+        super().__init__("interrupted")
+        self.summary = summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,34 +220,6 @@ def _metadata(raw: Any) -> dict[str, Any]:
     return out
 
 
-class _ConfigDict:
-    def __init__(self, config: Any) -> None:
-        self.config = config
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: (dict(v) if isinstance(v, Mapping) else v)
-                for f in fields(self.config) for v in [getattr(self.config, f.name)]}
-
-
-def result_dict(result: Any) -> dict[str, Any]:
-    """``result.to_dict()``, working around configs whose own ``to_dict`` fails.
-
-    CurationConfig.to_dict goes through dataclasses.asdict, which deep-copies the read-only
-    ``pos_weights`` mapping and raises ``TypeError: cannot pickle 'mappingproxy' object``; the
-    configs are then written field by field instead.
-    """
-    from .result import TraceResult
-
-    try:
-        return result.to_dict()
-    except TypeError as exc:
-        if "mappingproxy" not in str(exc):
-            raise
-        view = types.SimpleNamespace(**{**result.__dict__, **{
-            name: _ConfigDict(getattr(result, name)) for name in ("generation", "source_config", "curation")}})
-        return TraceResult.to_dict(view)  # type: ignore[arg-type]
-
-
 def _json_default(value: Any) -> Any:
     import numpy as np
 
@@ -324,12 +303,12 @@ def run_batch(
     Keys come from :func:`~omnitrace_core.sample_keys` over the whole file. Samples whose key
     has a record with status "ok" in ``output`` are skipped; errored ones are traced again.
     Per-sample failures (of any exception type) become error records; KeyboardInterrupt stops
-    the run and propagates.
+    the run and propagates as :class:`RunInterrupted` (a KeyboardInterrupt with the counts).
     """
     from tqdm import tqdm
 
     from .engine import Tracer
-    from .inputs import parse_sample, sample_keys
+    from .inputs import sample_keys
 
     started = time.perf_counter()
     output = Path(output)
@@ -369,15 +348,23 @@ def run_batch(
     overrides = dict(signal=signal, generation=generation, sources=sources, curation=curation)
     bar = tqdm(total=len(mine), initial=summary.skipped, unit="sample", desc="trace", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    postfix = {"ok": 0, "err": 0, "tok/s": "-"}
+    postfix: dict[str, Any] = {"ok": 0, "err": 0, "tok/s": "-"}
     bar.set_postfix(postfix, refresh=False)
+    last_refresh = [time.monotonic()]
+
+    def on_token(step: Any) -> None:  # a long sample shows its tokens as they come
+        now = time.monotonic()
+        if progress and now - last_refresh[0] >= 1.0:
+            last_refresh[0] = now
+            bar.set_postfix({**postfix, "tokens": step.index + 1})
+
     try:
         with _redirect_logging(progress), open(output, "a", encoding="utf-8") as handle:
             for position in pending:
                 key, raw = keys[position], samples[position]
                 sample_start = time.perf_counter()
                 try:
-                    record, result = _trace_sample(tracer, raw, key, bases, overrides)
+                    record, result = _trace_sample(tracer, raw, key, bases, overrides, on_token)
                     line = _dumps(record)
                 except (KeyboardInterrupt, SystemExit):
                     raise
@@ -401,12 +388,13 @@ def run_batch(
                                 "tok/s": f"{summary.tokens_per_s:.1f}" if summary.decode_s > 0 else "-"})
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         summary.interrupted = True
-        raise
+        summary.elapsed_s = time.perf_counter() - started
+        raise RunInterrupted(summary) from exc
     finally:
         bar.close()
-        summary.elapsed_s = time.perf_counter() - started
+    summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
@@ -426,8 +414,8 @@ def _redirect_logging(progress: bool):
     return logging_redirect_tqdm(targets)
 
 
-def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path],
-                  overrides: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path], overrides: Mapping[str, Any],
+                  on_token: Callable[[Any], None] | None = None) -> tuple[dict[str, Any], Any]:
     from .inputs import parse_sample
 
     sample = parse_sample(raw, key, bases)
@@ -436,9 +424,11 @@ def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path],
     for step in tracer.stream(sample.items, **overrides):
         if step.done:
             result = step.result
+        elif on_token is not None:
+            on_token(step)
     if result is None:
         raise RuntimeError("tracing ended without a result")
-    record = {"key": key, "id": raw.get("id"), "status": "ok", **_metadata(raw), "result": result_dict(result)}
+    record = {"key": key, "id": raw.get("id"), "status": "ok", **_metadata(raw), "result": result.to_dict()}
     return record, result
 
 
@@ -627,7 +617,13 @@ def load_tracer(args: argparse.Namespace, signal: str, generation: GenerationCon
     """Load the model named by ``--model``."""
     from .engine import Tracer
 
-    logger.info("loading %s", args.model)
+    model = str(args.model)
+    local = Path(model).expanduser()
+    looks_local = local.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1
+    if looks_local and not local.exists():
+        raise UsageError(f"--model '{model}' is neither an existing checkpoint folder nor a Hugging Face model id "
+                         "(owner/name, e.g. Qwen/Qwen2.5-Omni-7B)")
+    logger.info("loading %s", model)
     try:
         return Tracer.from_pretrained(args.model, dtype=args.dtype, device=_default_device(args),
                                       device_map=args.device_map, trust_remote_code=args.trust_remote_code,
@@ -673,8 +669,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, OmniTraceError) as exc:  # ConfigError from out-of-range values too
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("omnitrace trace interrupted; rerun the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        done = getattr(exc, "summary", None)
+        print(done.line() if done is not None else "omnitrace trace interrupted", file=sys.stderr)
+        print("rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         logger.error("crashed: %s: %s", type(exc).__name__, exc, exc_info=True)
