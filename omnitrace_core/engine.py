@@ -23,6 +23,7 @@ from .backends import Backend, load_backend
 from .capture import AttentionRecorder, recording
 from .config import CurationConfig, GenerationConfig, SourceConfig
 from .inputs import Item, TextItem, validate_items
+from .media import MediaLimits
 from .nlp import segment_generation
 from .result import GeneratedToken, ItemInfo, Span, TraceResult
 from .signals import Signal, get_signal
@@ -151,10 +152,13 @@ class Tracer:
     @classmethod
     def from_pretrained(cls, model_id: str | Path, *, dtype: str | torch.dtype = "auto", device: str | None = None,
                         device_map: str | dict | None = None, trust_remote_code: bool = False,
-                        **tracer_kwargs: Any) -> "Tracer":
-        """Load a checkpoint (Hub id or local folder) and wrap it in a Tracer."""
+                        limits: MediaLimits = MediaLimits(), **tracer_kwargs: Any) -> "Tracer":
+        """Load a checkpoint (Hub id or local folder) and wrap it in a Tracer.
+
+        ``limits`` bound the media the backend reads (file size, pixels, durations).
+        """
         backend = load_backend(str(model_id), dtype=dtype, device=device, device_map=device_map,
-                               trust_remote_code=trust_remote_code)
+                               trust_remote_code=trust_remote_code, limits=limits)
         return cls(backend, **tracer_kwargs)
 
     def trace(self, items: Sequence[Item], **kwargs: Any) -> TraceResult:
@@ -241,7 +245,6 @@ class Tracer:
             "total_s": t_end - t_start,
             "first_token_s": first_token_s if first_token_s is not None else t_end - t_start,
             "tokens_per_s": len(generated) / decode_s if decode_s > 0 else 0.0,
-            "prompt_tokens": float(prepared.length),
         }
         result = self._assemble(generated, offsets, packed, stop_reason, timings, **context)
         last_unit, last_conf = (-1, 0.0)
@@ -309,7 +312,7 @@ class Tracer:
             sources=sources, tokens=tokens, atom_sum=scores[:, :A].astype(np.float64),
             atom_max=scores[:, A:2 * A].astype(np.float64), outside=scores[:, 2 * A].astype(np.float64),
             spans=bare_spans, generation=generation, source_config=source_config, curation=curation,
-            timings=timings, stop_reason=stop_reason)
+            timings=timings, stop_reason=stop_reason, prompt_tokens=prepared.length)
         return TraceResult(**{**result.__dict__, "spans": curate_spans(bare_spans, result, curation)})
 
 

@@ -151,6 +151,7 @@ class TraceResult:
         spans: output sentences with curated sources under ``curation``.
         timings: seconds for ``prepare``, ``prefill``, ``decode``, ``total``; tokens per second.
         stop_reason: "eos", "max_new_tokens" or "stopped".
+        prompt_tokens: length of the tokenised prompt.
     """
 
     model_id: str
@@ -169,6 +170,7 @@ class TraceResult:
     curation: CurationConfig
     timings: Mapping[str, float] = field(default_factory=dict)
     stop_reason: str = "eos"
+    prompt_tokens: int = 0
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -226,6 +228,7 @@ class TraceResult:
             "signal": self.signal,
             "text": self.text,
             "stop_reason": self.stop_reason,
+            "prompt_tokens": self.prompt_tokens,
             "items": [i.to_dict() for i in self.items],
             "sources": self.sources.to_dict(),
             "tokens": [dict(t.__dict__) for t in self.tokens],
@@ -252,6 +255,7 @@ class TraceResult:
             signal=data["signal"],
             text=data["text"],
             stop_reason=data.get("stop_reason", "eos"),
+            prompt_tokens=int(data.get("prompt_tokens", 0)),
             items=tuple(ItemInfo.from_dict(i) for i in data["items"]),
             sources=sources,
             tokens=tuple(GeneratedToken(**t) for t in data["tokens"]),

@@ -105,7 +105,7 @@ def test_no_context_by_context_attention_map_is_built(tracer, media, monkeypatch
 
     monkeypatch.setattr(capture.torch, "softmax", spy)
     result = tracer.trace(_items(media), signal="attmean", generation=GEN)
-    L = int(result.timings["prompt_tokens"])
+    L = result.prompt_tokens
     assert largest and all(shape[-2] == tracer.backend.model.config.text_config.num_attention_heads
                            // tracer.backend.model.config.text_config.num_key_value_heads for shape in largest)
     assert max(shape[-1] for shape in largest) <= L + len(result.tokens)

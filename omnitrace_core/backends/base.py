@@ -20,6 +20,7 @@ from ..config import SourceConfig
 from ..errors import UnknownNameError
 from ..inputs import Item
 from ..layout import TokenLayout
+from ..media import MediaLimits
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ class Backend(ABC):
         device: str | None = None,
         device_map: str | dict | None = None,
         trust_remote_code: bool = False,
+        limits: MediaLimits = MediaLimits(),
     ) -> "Backend":
-        """Load a checkpoint (Hub id or local folder)."""
+        """Load a checkpoint (Hub id or local folder); ``limits`` guard the media it will read."""
 
     @abstractmethod
     def text_model_config(self) -> Any:
@@ -158,7 +160,7 @@ def load_backend(model_id: str, **kwargs: Any) -> Backend:
 
     Args:
         model_id: Hub id or local folder.
-        **kwargs: ``dtype``, ``device``, ``device_map``, ``trust_remote_code``.
+        **kwargs: ``dtype``, ``device``, ``device_map``, ``trust_remote_code``, ``limits``.
     """
     from transformers import AutoConfig
 

@@ -100,7 +100,7 @@ def run_ours(signal: str) -> Callable[..., Measurement]:
         with PeakMemory(backend.input_device) as mem:
             result = tracer.trace(items, generation=GenerationConfig(max_new_tokens=n, min_new_tokens=n))
         t = result.timings
-        return Measurement(signal, int(t["prompt_tokens"]), len(result.tokens), wall_s=t["total_s"],
+        return Measurement(signal, result.prompt_tokens, len(result.tokens), wall_s=t["total_s"],
                            first_token_s=t["first_token_s"],
                            per_token_s=(t["total_s"] - t["first_token_s"]) / max(1, len(result.tokens) - 1),
                            peak_mb=mem.added_mb)
