@@ -22,6 +22,7 @@ from omnitrace_core.media import (
     load_video,
     probe_duration,
 )
+from tests.media_files import encode_audio
 
 EXAMPLES = Path("/work/shared/external/omnitrace_examples/examples/media")
 needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="example media folder absent")
@@ -61,23 +62,6 @@ def _tone(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarra
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def _encode_audio(container, stream, wave: np.ndarray, rate: int) -> None:
-    """Encode a mono float waveform into ``stream`` (layout set on the stream)."""
-    layout = stream.layout.name
-    channels = 2 if layout == "stereo" else 1
-    for start in range(0, len(wave), 1024):
-        chunk = wave[start : start + 1024]
-        planes = np.ascontiguousarray(np.repeat(chunk[None, :], channels, axis=0))
-        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
-        frame.sample_rate = rate
-        frame.pts = start
-        frame.time_base = Fraction(1, rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-
-
 def _write_video(path: Path, codec: str = VIDEO_CODEC, rate=VIDEO_RATE, n: int = N_FRAMES,
                  audio: bool = True, audio_rate: int = 44100, options: dict | None = None) -> Path:
     """Write ``n`` frames at ``rate`` fps, frame i filled with ``_colour(i)``; optional AAC tone."""
@@ -97,7 +81,7 @@ def _write_video(path: Path, codec: str = VIDEO_CODEC, rate=VIDEO_RATE, n: int =
         for packet in vs.encode():
             out.mux(packet)
         if astream is not None:
-            _encode_audio(out, astream, _tone(1000, n / float(rate), audio_rate), audio_rate)
+            encode_audio(out, astream, _tone(1000, n / float(rate), audio_rate), audio_rate)
     return path
 
 
@@ -105,7 +89,7 @@ def _write_audio_only_mp4(path: Path) -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("aac", rate=44100)
         stream.layout = "mono"
-        _encode_audio(out, stream, _tone(440, 1.0, 44100), 44100)
+        encode_audio(out, stream, _tone(440, 1.0, 44100), 44100)
     return path
 
 
@@ -248,7 +232,7 @@ def test_load_audio_compressed_formats(tmp_path):
         with av.open(str(path), "w") as out:
             stream = out.add_stream(codec, rate=rate)
             stream.layout = "mono"
-            _encode_audio(out, stream, _tone(1000, 1.5, rate), rate)
+            encode_audio(out, stream, _tone(1000, 1.5, rate), rate)
         clip = load_audio(path)
         assert clip.duration == pytest.approx(1.5, abs=0.05), ext
         assert _peak_hz(clip) == pytest.approx(1000, abs=3), ext
