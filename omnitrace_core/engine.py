@@ -206,7 +206,6 @@ class Tracer:
         generated: list[int] = []
         offsets: list[tuple[int, int]] = []
         packed: list[np.ndarray] = []
-        text = ""
         stop_reason = "max_new_tokens"
         first_token_s = None
         context = dict(items=items, prepared=prepared, sources=source_set, signal=signal_obj.name,
@@ -215,17 +214,16 @@ class Tracer:
             if stop is not None and stop.is_set():
                 stop_reason = "stopped"
                 break
-            row = self._decode_step(prepared, signal_obj, layers, token, position, cache, reducer, choose, generated)
-            next_id, step_scores = row
+            next_id, step_scores = self._decode_step(prepared, signal_obj, layers, token, position, cache, reducer,
+                                                     choose, generated)
             if next_id in eos:
                 stop_reason = "eos"
                 break
             generated.append(next_id)
             packed.append(step_scores)
-            new_text = backend.decode(generated).rstrip("\ufffd")  # an incomplete UTF-8 char waits for its bytes
+            text = backend.decode(generated).rstrip("\ufffd")  # an incomplete UTF-8 char waits for its bytes
             start = offsets[-1][1] if offsets else 0
-            offsets.append((start, max(start, len(new_text))))
-            text = new_text if len(new_text) >= start else text
+            offsets.append((start, max(start, len(text))))
             token, position = next_id, position + 1
             if first_token_s is None:
                 first_token_s = time.perf_counter() - t_start
