@@ -1,0 +1,94 @@
+"""Regenerate the small synthetic media of the examples gallery (run from the repository root).
+
+    python assets/examples/make_media.py
+
+Writes media/scene.png (a drawn scene), media/chirp.wav (3 s rising tone with two clicks) and
+media/traffic.mp4 (4 s, 160x120, 8 fps, a square crossing the frame, with a tone track). The
+other files in media/ are copied from the OmniTrace reference examples (see LICENSE-omnitrace).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw
+
+MEDIA = Path(__file__).resolve().parent / "media"
+
+
+def scene(path: Path) -> None:
+    img = Image.new("RGB", (224, 168), (135, 196, 235))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 118, 224, 168], fill=(96, 160, 72))           # grass
+    draw.ellipse([170, 14, 206, 50], fill=(250, 210, 60))            # sun
+    draw.rectangle([30, 70, 96, 124], fill=(180, 70, 60))            # house
+    draw.polygon([(24, 72), (63, 38), (102, 72)], fill=(110, 50, 40))  # roof
+    draw.rectangle([54, 96, 70, 124], fill=(70, 40, 30))             # door
+    draw.rectangle([140, 86, 150, 124], fill=(110, 80, 50))          # tree trunk
+    draw.ellipse([122, 50, 168, 96], fill=(40, 120, 50))             # tree crown
+    img.save(path)
+
+
+def chirp(path: Path, seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.35 * np.sin(2 * np.pi * (300 * t + 200 * t ** 2))
+    for click in (1.0, 2.2):
+        k = int(click * rate)
+        wave[k:k + 400] += 0.6 * np.hanning(400) * np.sign(np.sin(np.arange(400)))
+    wave = np.clip(wave, -1, 1).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        _encode_audio(out, stream, wave, rate)
+    return wave
+
+
+def _encode_audio(container, stream, wave: np.ndarray, rate: int) -> None:
+    fmt = "s16" if stream.codec_context.name == "pcm_s16le" else "fltp"
+    for start in range(0, len(wave), 1024):
+        chunk = wave[start:start + 1024]
+        data = (chunk * 32767).astype(np.int16)[None] if fmt == "s16" else chunk[None].astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="mono")
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def traffic(path: Path, seconds: float = 4.0, fps: int = 8, rate: int = 44100) -> None:
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = out.add_stream("aac", rate=rate)
+        audio.layout = "mono"
+        for i in range(int(seconds * fps)):
+            img = Image.new("RGB", (160, 120), (60, 60, 70))
+            draw = ImageDraw.Draw(img)
+            draw.rectangle([0, 84, 160, 120], fill=(90, 90, 90))
+            x = int(-30 + i * 190 / (seconds * fps))
+            colour = (220, 50, 40) if i < seconds * fps / 2 else (40, 90, 220)
+            draw.rectangle([x, 60, x + 30, 84], fill=colour)
+            frame = av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        t = np.arange(int(seconds * rate)) / rate
+        tone = (0.3 * np.sin(2 * np.pi * np.where(t < seconds / 2, 330, 550) * t)).astype(np.float32)
+        _encode_audio(out, audio, tone, rate)
+
+
+if __name__ == "__main__":
+    MEDIA.mkdir(exist_ok=True)
+    scene(MEDIA / "scene.png")
+    chirp(MEDIA / "chirp.wav")
+    traffic(MEDIA / "traffic.mp4")
+    print("wrote", ", ".join(p.name for p in sorted(MEDIA.iterdir())))

@@ -1,0 +1,134 @@
+"""Assemble the explorer: panels side by side, events wired, queue configured.
+
+``build_app(tracer, ...)`` returns a queued ``gr.Blocks``; ``launch_options(settings)`` gives the
+launch arguments (CSS, the one served folder of assets, upload size limit). app.py and the tests
+use both, so the tested app is the shipped app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from omnitrace_core import InputError, Tracer
+
+from .compare_panel import build_compare_panel, compare_outputs, make_compare_handler
+from .compose import build_compose_panel, build_gallery, gallery, load_gallery_example
+from .curation_panel import build_curation_panel, recurate_view
+from .explorer_view import esc
+from .export_panel import build_export_panel, make_export_handlers
+from .plots import token_confidence_figure
+from .rendering import ViewContext, upload_roots
+from .report import explorer_js
+from .session import Session, close_session, new_session
+from .settings import CSS_DIR, EXAMPLES_DIR, AppSettings
+from .trace_panel import build_trace_panel, make_run_handler, stop_trace
+
+MOUNT_JS = "\notMount(element);\nwatch('value', function () { otMount(element); });\n"
+
+
+def _header(model_name: str, device: str, tiny: bool) -> str:
+    note = ('<span class="ot-note">The default model has random weights: its text is gibberish, but every trace '
+            'of it is real. Start with <code>--model Qwen/Qwen2.5-Omni-7B</code> for real answers.</span>') if tiny else ""
+    return (f'<div class="ot-header"><div><h1>OmniTrace Explorer</h1><p>Trace each sentence an omni-modal model '
+            f'writes back to the text, image tiles, audio and video segments it draws on.</p></div>'
+            f'<div class="ot-modelchip"><b>{esc(model_name)}</b> &middot; {esc(device)}{note}</div></div>')
+
+
+def _after_run(session: Session):
+    table, plot, dropdown = compare_outputs(session)
+    return token_confidence_figure(session.shown()), table, plot, dropdown
+
+
+def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", device: str = "cpu") -> gr.Blocks:
+    """The explorer app for ``tracer`` (queued; launch it with ``launch_options(settings)``)."""
+    limits = settings.limits
+    ctx = ViewContext(model_name=model_name or tracer.backend.model_id, device=device, limits=limits,
+                      roots=tuple(upload_roots()))
+    examples = gallery()
+    with gr.Blocks(title="OmniTrace Explorer", delete_cache=(1800, 3600)) as demo:
+        # no time-to-live: Gradio drops (and close_session cleans) the state an hour after the tab closes
+        session = gr.State(new_session, delete_callback=close_session)
+        gr.HTML(_header(ctx.model_name, device, settings.is_default_model), js_on_load=None, padding=False)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=340, elem_classes="ot-sidebar"):
+                compose = build_compose_panel(limits, ctx.roots)
+                trace = build_trace_panel(settings.default_new_tokens, limits)
+                gallery_table = build_gallery(examples)
+            with gr.Column(scale=3, min_width=600):
+                with gr.Tabs():
+                    with gr.Tab("Explore", id="explore"):
+                        with gr.Row():
+                            view_signal = gr.Dropdown(label="Signal shown", choices=[], elem_id="ot-view-signal",
+                                                      scale=1, min_width=180)
+                            with gr.Column(scale=4):
+                                curation = build_curation_panel()
+                        explorer = gr.HTML(ctx.explorer(Session()), js_on_load=explorer_js() + MOUNT_JS,
+                                           elem_id="ot-explorer", padding=False)
+                        with gr.Accordion("Token confidence", open=False):
+                            token_plot = gr.Plot(token_confidence_figure(None), show_label=False, elem_id="ot-token-plot")
+                    with gr.Tab("Compare signals", id="compare"):
+                        compare = build_compare_panel()
+                    with gr.Tab("Export / load", id="export"):
+                        export = build_export_panel()
+
+        def on_items(current: Session, items):
+            # before the first trace, the explorer previews the composition (media decoded once, cached)
+            return ctx.explorer(current, items=items) if current.shown() is None else gr.skip()
+
+        compose.items.change(on_items, [session, compose.items], explorer, show_progress="hidden",
+                             api_visibility="private")
+        run_handler = make_run_handler(tracer, ctx, limits)
+        model_events = dict(concurrency_limit=settings.concurrency, concurrency_id="model")
+        run_inputs = [session, compose.items, *trace.settings]
+        after = dict(fn=_after_run, inputs=session, outputs=[token_plot, compare.table, compare.plot, view_signal],
+                     api_visibility="private")
+        trace.run.click(run_handler, run_inputs, [explorer, trace.status], api_name="trace", trigger_mode="once",
+                        show_progress_on=trace.status, **model_events).then(**after)
+        trace.stop.click(stop_trace, session, trace.status, queue=False, api_name="stop")
+
+        def on_recurate(current: Session, *knobs):
+            return recurate_view(ctx, current, *knobs)
+
+        gr.on([k.change for k in curation.knobs], on_recurate, [session, *curation.knobs], explorer,
+              trigger_mode="always_last", show_progress="hidden", api_name="recurate").then(**after)
+
+        def on_view(current: Session, signal: str | None):
+            if signal and signal in current.results:
+                current.view_signal = signal
+            return ctx.explorer(current), token_confidence_figure(current.shown())
+
+        view_signal.input(on_view, [session, view_signal], [explorer, token_plot], api_name="view_signal")
+        compare.run.click(make_compare_handler(tracer), [session, compare.signals],
+                          [compare.table, compare.plot, view_signal], api_name="compare", **model_events)
+
+        on_json, on_html, on_load = make_export_handlers(ctx)
+        export.json_btn.click(on_json, session, export.files, api_name="export_json")
+        export.html_btn.click(on_html, session, export.files, api_name="export_html")
+        export.load.upload(on_load, [session, export.load], explorer, api_name="load_trace").then(**after)
+
+        if gallery_table is not None:
+            def on_example(index: int):
+                try:
+                    return load_gallery_example(index, examples, limits)
+                except InputError as exc:
+                    raise gr.Error(str(exc), title="Example") from exc
+
+            gallery_table.click(on_example, gallery_table, compose.items, api_visibility="private").success(
+                run_handler, run_inputs, [explorer, trace.status], show_progress_on=trace.status,
+                api_visibility="private", **model_events).then(**after)
+    demo.queue(default_concurrency_limit=8, max_size=64)
+    return demo
+
+
+def app_css() -> str:
+    return "\n".join((CSS_DIR / name).read_text(encoding="utf-8") for name in ("explorer.css", "app.css"))
+
+
+def launch_options(settings: AppSettings) -> dict[str, Any]:
+    """Arguments for ``demo.launch``: styling, and the only folder served besides uploads."""
+    theme = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue="slate")
+    return dict(css=app_css(), theme=theme, allowed_paths=[str(EXAMPLES_DIR)], ssr_mode=False,
+                max_file_size=int(settings.limits.max_file_mb * 1024 * 1024), server_name=settings.host,
+                server_port=settings.port)

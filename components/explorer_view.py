@@ -1,0 +1,309 @@
+"""The explorer view: a TraceResult (+ media previews) -> escaped HTML carrying a JSON payload.
+
+Pure: no gradio, no file access. The same HTML is the value of the app's ``gr.HTML`` and the
+body of the offline report; ``components/static/explorer.js`` reads the payload and does every
+highlight in the browser. Every piece of model or user text passes through ``html.escape``;
+the payload is JSON with ``</`` escaped, stored in an escaped attribute, and the script only
+ever writes it back with ``textContent``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from omnitrace_core import Span, TraceResult
+from omnitrace_core.result import ItemInfo
+
+MODALITIES = ("text", "image", "audio", "video")
+MODALITY_LABELS = {"text": "text", "image": "image", "audio": "audio", "video": "video"}
+
+
+@dataclass(frozen=True)
+class MediaPreview:
+    """What the view shows of one media item (all values already safe to put in attributes).
+
+    Attributes:
+        kind: "image", "audio" or "video".
+        src: URL or data URI of the image / playable file; None when it cannot be shown.
+        width, height: pixel size of the image (for its aspect ratio).
+        duration: seconds (audio, video).
+        peaks: waveform envelope, one value in [0, 1] per column (audio, video's audio track).
+        thumbs: (seconds, data URI) frame thumbnails along a video.
+        note: a short message shown instead of missing media.
+    """
+
+    kind: str
+    src: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    peaks: tuple[float, ...] = ()
+    thumbs: tuple[tuple[float, str], ...] = ()
+    note: str = ""
+
+
+def esc(text: Any) -> str:
+    """HTML-escape any value (quotes included, so the result is safe inside attributes)."""
+    return html.escape(str(text), quote=True)
+
+
+def _finite(data: Any) -> Any:
+    """Replace NaN / infinity (which JSON.parse rejects) by null, recursively."""
+    if isinstance(data, float):
+        return data if np.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def json_for_html(data: Any) -> str:
+    """JSON that cannot end an enclosing <script> or comment: ``</`` and ``<!--`` are escaped."""
+    text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("</", "<\\/").replace("<!--", "<\\u0021--")
+
+
+def modality_split(span: Span) -> dict[str, float]:
+    """How a sentence's curated support splits across modalities: modality -> fraction (sums to 1)."""
+    totals: dict[str, float] = {}
+    for source in span.sources:
+        totals[source.modality] = totals.get(source.modality, 0.0) + source.share
+    whole = sum(totals.values())
+    return {m: round(v / whole, 4) for m, v in totals.items()} if whole > 0 else {}
+
+
+def is_weak(span: Span) -> bool:
+    """A sentence with no curated source has no strong support in the input."""
+    return not span.sources
+
+
+def _token_rows(result: TraceResult) -> list[dict[str, Any]]:
+    """Per generated token: its source unit, confidence, POS tag and POS vote weight, top-3 units."""
+    if not result.tokens:
+        return []
+    units, confidence = result.token_trace()
+    unit_sum, _ = result.unit_scores()
+    top = np.argsort(-unit_sum, axis=1, kind="stable")[:, :3] if unit_sum.shape[1] else np.zeros((len(units), 0), int)
+    rows = []
+    for t, token in enumerate(result.tokens):
+        rows.append({
+            "text": token.text, "unit": int(units[t]), "conf": round(float(confidence[t]), 4), "pos": token.pos,
+            "w": round(float(result.curation.pos_weight(token.pos)), 3),
+            "top": [[int(u), round(float(unit_sum[t, u]), 4)] for u in top[t] if unit_sum[t, u] > 0],
+        })
+    return rows
+
+
+def build_payload(result: TraceResult) -> dict[str, Any]:
+    """The data explorer.js needs: units, spans with curated sources, tokens."""
+    units = [{"label": u.label, "modality": u.modality, "item": u.item, "t0": u.time_start, "t1": u.time_end}
+             for u in result.units]
+    spans = []
+    for span in result.spans:
+        sources = []
+        for s in span.sources:
+            entry: dict[str, Any] = {"unit": s.unit, "modality": s.modality, "item": s.item, "label": s.label,
+                                     "share": round(s.share, 4), "rescued": s.rescued}
+            if s.time_start is not None:
+                entry.update(t0=s.time_start, t1=s.time_end)
+            if s.tile_scores is not None:
+                entry.update(grid=list(s.grid), tiles=list(s.tile_scores))
+            if s.tracks is not None:
+                entry["tracks"] = dict(s.tracks)
+            sources.append(entry)
+        spans.append({"index": span.index, "sources": sources, "mods": modality_split(span), "weak": is_weak(span),
+                      "conf": round(span.confidence, 4), "tokens": [span.token_start, span.token_end]})
+    return {"signal": result.signal, "units": units, "spans": spans, "tokens": _token_rows(result),
+            "modalities": list(MODALITIES)}
+
+
+# -- HTML pieces -------------------------------------------------------------------------------
+def _modality_bar(split: Mapping[str, float], cls: str = "ot-mbar") -> str:
+    if not split:
+        return f'<span class="{cls} ot-mbar-empty" aria-hidden="true"></span>'
+    parts = "".join(f'<i class="ot-m-{esc(m)}" style="width:{100 * split[m]:.1f}%"></i>' for m in MODALITIES if m in split)
+    title = ", ".join(f"{m} {100 * split[m]:.0f}%" for m in MODALITIES if m in split)
+    return f'<span class="{cls}" title="{esc(title)}">{parts}</span>'
+
+
+def _output_html(result: TraceResult | None, text: str, pending: str) -> str:
+    out, cursor = [], 0
+    if result is not None:
+        for span in result.spans:
+            out.append(esc(text[cursor:span.char_start]))
+            weak = is_weak(span)
+            cls = "ot-sent ot-weak" if weak else "ot-sent"
+            flag = '<span class="ot-flag" title="no strong source">&#9888;</span>' if weak else ""
+            label = "no strong source" if weak else f"{len(span.sources)} source(s)"
+            out.append(f'<span class="{cls}" data-span="{span.index}" tabindex="0" role="button" '
+                       f'title="{esc(label)}"><span class="ot-stext">{esc(span.text)}</span>{flag}{_modality_bar(modality_split(span))}</span>')
+            cursor = span.char_end
+        out.append(esc(text[cursor:]))
+    if pending:
+        out.append(f'<span class="ot-pending">{esc(pending)}</span><span class="ot-caret"></span>')
+    if not out or not "".join(out).strip():
+        return '<p class="ot-empty">No output yet. Compose an input and press <b>Trace</b>.</p>'
+    return f'<div class="ot-sentences">{"".join(out)}</div>'
+
+
+def _text_item(item: ItemInfo, units: Sequence[Any]) -> str:
+    text = item.text or ""
+    own = sorted((u for u in units if u.item == item.index and u.modality == "text"), key=lambda u: u.char_start)
+    out, cursor = [], 0
+    for u in own:
+        out.append(esc(text[cursor:u.char_start]))
+        out.append(f'<span class="ot-unit" data-unit="{u.index}" data-item="{item.index}">'
+                   f'{esc(text[u.char_start:u.char_end])}</span>')
+        cursor = u.char_end
+    out.append(esc(text[cursor:]))
+    return f'<div class="ot-textbody">{"".join(out)}</div>'
+
+
+def _image_item(item: ItemInfo, units: Sequence[Any], preview: MediaPreview | None) -> str:
+    unit = next((u.index for u in units if u.item == item.index and u.modality == "image"), None)
+    w = (preview.width if preview and preview.width else None) or item.media.get("width") or 4
+    h = (preview.height if preview and preview.height else None) or item.media.get("height") or 3
+    if preview and preview.src:
+        picture = f'<img src="{esc(preview.src)}" alt="{esc(item.label)}" loading="lazy">'
+    else:
+        note = preview.note if preview and preview.note else "image not available"
+        picture = f'<div class="ot-missing">{esc(note)}</div>'
+    tiles = ""
+    if item.grid:
+        rows, cols = item.grid
+        cells = "".join(f'<i class="ot-tile" data-tile="{k}"></i>' for k in range(rows * cols))
+        tiles = (f'<div class="ot-tiles" style="grid-template-rows:repeat({rows},1fr);'
+                 f'grid-template-columns:repeat({cols},1fr)">{cells}</div>')
+    attr = f' data-unit="{unit}"' if unit is not None else ""
+    return (f'<div class="ot-imgwrap"{attr} data-item="{item.index}" style="aspect-ratio:{w}/{h}">'
+            f'{picture}{tiles}</div>')
+
+
+def _waveform_svg(peaks: Sequence[float]) -> str:
+    if not peaks:
+        return ""
+    n = len(peaks)
+    bars = "".join(f'<rect x="{i}" y="{50 - 48 * p:.1f}" width="0.8" height="{max(0.5, 96 * p):.1f}"/>'
+                   for i, p in enumerate(peaks))
+    return f'<svg class="ot-wave" viewBox="0 0 {n} 100" preserveAspectRatio="none" aria-hidden="true">{bars}</svg>'
+
+
+def _segments(item: ItemInfo, units: Sequence[Any], duration: float) -> str:
+    out = []
+    for u in units:
+        if u.item != item.index or u.time_start is None or duration <= 0:
+            continue
+        left, width = 100 * u.time_start / duration, 100 * (u.time_end - u.time_start) / duration
+        out.append(f'<button class="ot-seg" data-unit="{u.index}" data-item="{item.index}" data-t0="{u.time_start:.3f}" '
+                   f'data-t1="{u.time_end:.3f}" style="left:{left:.3f}%;width:{width:.3f}%" '
+                   f'title="{esc(u.label)}"></button>')
+    return f'<div class="ot-segs">{"".join(out)}</div>'
+
+
+def _time_axis(duration: float) -> str:
+    if duration <= 0:
+        return ""
+    return f'<div class="ot-axis"><span>0 s</span><span>{duration:.1f} s</span></div>'
+
+
+def _audio_item(item: ItemInfo, units: Sequence[Any], preview: MediaPreview | None) -> str:
+    duration = float(item.media.get("duration") or (preview.duration if preview else 0) or 0)
+    player = (f'<audio class="ot-player" controls preload="metadata" src="{esc(preview.src)}"></audio>'
+              if preview and preview.src else "")
+    note = f'<div class="ot-missing">{esc(preview.note)}</div>' if preview and preview.note else ""
+    wave = _waveform_svg(preview.peaks if preview else ())
+    return (f'<div class="ot-track ot-audiotrack">{wave}{_segments(item, units, duration)}</div>'
+            f'{_time_axis(duration)}{player}{note}')
+
+
+def _video_item(item: ItemInfo, units: Sequence[Any], preview: MediaPreview | None) -> str:
+    duration = float(item.media.get("duration") or (preview.duration if preview else 0) or 0)
+    player = (f'<video class="ot-player" controls preload="metadata" src="{esc(preview.src)}"></video>'
+              if preview and preview.src else "")
+    note = f'<div class="ot-missing">{esc(preview.note)}</div>' if preview and preview.note else ""
+    thumbs = "".join(f'<img src="{esc(src)}" alt="frame at {t:.1f} s" data-t="{t:.3f}">'
+                     for t, src in (preview.thumbs if preview else ()))
+    strip = f'<div class="ot-strip">{thumbs}</div>' if thumbs else '<div class="ot-strip ot-strip-empty"></div>'
+    wave = _waveform_svg(preview.peaks if preview else ())
+    audio_row = f'<div class="ot-track ot-vaudio">{wave}</div>' if wave else ""
+    return (f'{player}{note}<div class="ot-track ot-videotrack">{strip}{_segments(item, units, duration)}</div>'
+            f'{audio_row}{_time_axis(duration)}')
+
+
+def _item_header(item: ItemInfo) -> str:
+    extra = ""
+    if item.modality == "image" and item.grid:
+        extra = f" &middot; {item.grid[0]}&times;{item.grid[1]} tiles"
+    elif item.modality in ("audio", "video") and item.media.get("duration"):
+        extra = f" &middot; {float(item.media['duration']):.1f} s"
+    role = "instruction" if item.is_prompt else item.modality
+    return (f'<div class="ot-itemhead"><span class="ot-badge ot-m-{esc(item.modality)}">{esc(role)}</span>'
+            f'<span class="ot-itemlabel">#{item.index + 1} {esc(item.label)}</span>{extra}</div>')
+
+
+def _inputs_html(items: Sequence[ItemInfo], units: Sequence[Any], media: Mapping[int, MediaPreview]) -> str:
+    cards = []
+    for item in items:
+        preview = media.get(item.index)
+        if item.modality == "text":
+            body = _text_item(item, units)
+        elif item.modality == "image":
+            body = _image_item(item, units, preview)
+        elif item.modality == "audio":
+            body = _audio_item(item, units, preview)
+        else:
+            body = _video_item(item, units, preview)
+        cls = "ot-item ot-prompt" if item.is_prompt else "ot-item"
+        cards.append(f'<div class="{cls} ot-kind-{esc(item.modality)}" data-item="{item.index}">'
+                     f'{_item_header(item)}{body}</div>')
+    return "".join(cards) or '<p class="ot-empty">No input items.</p>'
+
+
+def _legend() -> str:
+    return "".join(f'<span class="ot-legend-item"><i class="ot-m-{m}"></i>{MODALITY_LABELS[m]}</span>' for m in MODALITIES)
+
+
+def render_explorer(result: TraceResult | None, media: Mapping[int, MediaPreview] | None = None, *,
+                    items: Sequence[ItemInfo] | None = None, pending: str = "", progress: float | None = None,
+                    caption: str = "") -> str:
+    """The explorer's HTML.
+
+    Args:
+        result: the trace to show (a streaming snapshot or a finished result); None before the
+            first snapshot, when only ``items`` and ``pending`` text are shown.
+        media: per item index, its preview (image data, waveform, thumbnails, player URL).
+        items: the input items to show when there is no result yet.
+        pending: generated text after the last finished sentence (still being written).
+        progress: fraction of the generation budget used while streaming; None when done.
+        caption: one line above the output (model, signal, timings).
+    """
+    media = media or {}
+    shown = result.items if result is not None else tuple(items or ())
+    units = result.units if result is not None else ()
+    text = result.text if result is not None else ""
+    payload = build_payload(result) if result is not None else {"units": [], "spans": [], "tokens": []}
+    bar = ""
+    if progress is not None:
+        bar = (f'<div class="ot-progress" role="progressbar" aria-valuenow="{100 * progress:.0f}" aria-valuemin="0" '
+               f'aria-valuemax="100"><i style="width:{100 * min(1.0, progress):.1f}%"></i></div>')
+    head = f'<div class="ot-caption">{esc(caption)}</div>' if caption else ""
+    streaming = " ot-streaming" if progress is not None else ""
+    return (
+        f'<div class="ot-root{streaming}" data-payload="{esc(json_for_html(payload))}">'
+        f'<div class="ot-col ot-left">'
+        f'<section class="ot-card ot-output"><div class="ot-cardhead"><h3>Output</h3>'
+        f'<span class="ot-legend">{_legend()}</span></div>{head}{bar}{_output_html(result, text, pending)}</section>'
+        f'<section class="ot-card ot-detail" aria-live="polite"><div class="ot-detail-body">'
+        f'<p class="ot-hint">Click a sentence to light up its sources; click a source (a text sentence, an image, '
+        f'an audio or video segment) to see which sentences draw on it.</p></div></section>'
+        f'</div>'
+        f'<section class="ot-col ot-inputs"><div class="ot-cardhead"><h3>Inputs</h3></div>'
+        f'{_inputs_html(shown, units, media)}</section>'
+        f'</div>'
+    )

@@ -1,0 +1,169 @@
+"""Per-session state: one user's composed input, their traces, their stop switch and temp folder.
+
+A :class:`Session` lives in a ``gr.State`` (created fresh for each browser session), so no user
+ever sees another's inputs or results. Its temporary folder is removed when Gradio drops the
+state (tab closed, or time-to-live over) and, for whatever is left, when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omnitrace_core import AudioItem, CurationConfig, ImageItem, TextItem, TraceResult, VideoItem
+from omnitrace_core.result import ItemInfo
+
+from .previews import PreviewCache
+
+logger = logging.getLogger(__name__)
+
+_TEMP_ROOT: Path | None = None
+
+
+def temp_root() -> Path:
+    """The process's temporary folder for session files (removed at exit)."""
+    global _TEMP_ROOT  # one folder per process, created on first use; not model or run state
+    if _TEMP_ROOT is None or not _TEMP_ROOT.exists():
+        _TEMP_ROOT = Path(tempfile.mkdtemp(prefix="omnitrace_explorer_"))
+        atexit.register(shutil.rmtree, _TEMP_ROOT, True)
+    return _TEMP_ROOT
+
+
+@dataclass(frozen=True)
+class ComposedItem:
+    """One input item as composed in the UI.
+
+    Attributes:
+        kind: "text", "image", "audio" or "video".
+        text: the text (text items).
+        is_prompt: the text is the task instruction (not a source unless asked).
+        path: the media file (media items).
+        name: display name of the media file.
+        width, height, duration: what the upload check measured (for the token estimate).
+    """
+
+    kind: str
+    text: str = ""
+    is_prompt: bool = False
+    path: str = ""
+    name: str = ""
+    width: int = 0
+    height: int = 0
+    duration: float = 0.0
+
+    def to_engine(self):
+        """The engine's item for this one."""
+        if self.kind == "text":
+            return TextItem(self.text, is_prompt=self.is_prompt)
+        cls = {"image": ImageItem, "audio": AudioItem, "video": VideoItem}[self.kind]
+        return cls(self.path, name=self.name)
+
+    def info(self, index: int) -> ItemInfo:
+        """A stand-in for the result's ItemInfo, to show inputs before a trace exists."""
+        label = self.name or (" ".join(self.text.split())[:40])
+        return ItemInfo(index=index, modality=self.kind, label=label, is_prompt=self.is_prompt,
+                        text=self.text if self.kind == "text" else None, path=self.path or None)
+
+    def summary(self) -> str:
+        if self.kind == "text":
+            words = " ".join(self.text.split())
+            return (words[:70] + "...") if len(words) > 70 else words
+        name = self.name or Path(self.path).name
+        if self.kind == "image" and self.width:
+            return f"{name} ({self.width}x{self.height})"
+        return f"{name} ({self.duration:.1f} s)" if self.duration else name
+
+    def measures(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height, "duration": self.duration}
+
+
+@dataclass
+class Session:
+    """Everything one browser session owns.
+
+    The composed input list lives in its own ``gr.State`` (the item list re-renders on it).
+
+    Attributes:
+        results: traces of the last generation, by signal name (raw, as generated).
+        base_signal: the signal of the first trace of that generation (the reference for comparisons).
+        view_signal: the signal the explorer shows.
+        curation: the current curation settings (applied with ``recurate``).
+        run_items: the items of the last generation, as given to the engine (for re-tracing).
+        run_settings: signal-independent settings of the last generation (source/generation configs).
+        stop: set to end the running generation early.
+    """
+
+    results: dict[str, TraceResult] = field(default_factory=dict)
+    base_signal: str | None = None
+    view_signal: str | None = None
+    curation: CurationConfig = field(default_factory=lambda: CurationConfig(use_p_min=True))
+    run_items: tuple[Any, ...] = ()
+    run_settings: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _workdir: Path | None = None
+    _previews: PreviewCache | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __deepcopy__(self, memo: dict) -> "Session":
+        # gr.State deep-copies its initial value; a fresh session is what every copy should be
+        return Session()
+
+    @property
+    def workdir(self) -> Path:
+        """This session's private temporary folder (exports are written here)."""
+        with self._lock:
+            if self._workdir is None or not self._workdir.exists():
+                self._workdir = Path(tempfile.mkdtemp(prefix="session_", dir=temp_root()))
+            return self._workdir
+
+    def preview_cache(self, factory) -> PreviewCache:
+        if self._previews is None:
+            self._previews = factory(self)
+        return self._previews
+
+    def shown(self) -> TraceResult | None:
+        """The result the explorer shows, curated with the current settings."""
+        result = self.results.get(self.view_signal or "") if self.view_signal else None
+        if result is None:
+            return None
+        return result if result.curation == self.curation else result.recurate(self.curation)
+
+    def new_generation(self, signal: str, run_items: tuple[Any, ...], settings: dict[str, Any]) -> None:
+        self.results = {}
+        self.base_signal = signal
+        self.view_signal = signal
+        self.run_items = run_items
+        self.run_settings = dict(settings)
+        self.stop.clear()
+
+    def adopt(self, result: TraceResult) -> None:
+        """Show a loaded trace, curated with the current knobs (no items to re-run with: comparing
+        signals needs a new generation)."""
+        self.results = {result.signal: result}
+        self.base_signal = self.view_signal = result.signal
+        self.run_items = ()
+        self.run_settings = {}
+
+    def close(self) -> None:
+        """Stop any generation and delete this session's files."""
+        self.stop.set()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+def new_session() -> Session:
+    """gr.State factory: a fresh session per browser session."""
+    return Session()
+
+
+def close_session(session: Session | None) -> None:
+    """gr.State delete callback."""
+    if session is not None:
+        session.close()

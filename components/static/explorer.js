@@ -1,0 +1,295 @@
+/* OmniTrace explorer, client side.
+ *
+ * Shared by the Gradio app (the explorer gr.HTML runs it through js_on_load) and the offline
+ * HTML report. It reads the JSON payload the server-side view stored in data-payload and does
+ * every highlight in the browser, with no server round trip. Data is only ever written into
+ * the page with textContent / setAttribute, never as HTML.
+ */
+function otEl(tag, cls, text) {
+  var e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function otPct(x) { return (100 * x).toFixed(0) + '%'; }
+
+function otTime(t) { return (t === null || t === undefined) ? '' : Number(t).toFixed(1) + ' s'; }
+
+function otMount(host) {
+  var root = host.querySelector('.ot-root');
+  if (!root) return;
+  var data = {units: [], spans: [], tokens: []};
+  try { data = JSON.parse(root.getAttribute('data-payload') || '{}'); } catch (err) { console.error('omnitrace: unreadable payload', err); }
+  host.__ot = {root: root, data: data};
+  if (!host.__otBound) {
+    host.__otBound = true;
+    host.addEventListener('click', function (ev) { otOnClick(host, ev); });
+    host.addEventListener('keydown', function (ev) {
+      if ((ev.key === 'Enter' || ev.key === ' ') && ev.target.closest && ev.target.closest('[data-span],[data-unit],[data-token]')) {
+        ev.preventDefault();
+        otOnClick(host, ev);
+      }
+    });
+    // timeupdate does not bubble: listen in the capture phase to move the play heads
+    host.addEventListener('timeupdate', function (ev) { otPlayhead(host, ev.target); }, true);
+  }
+  otApply(host);
+}
+
+function otOnClick(host, ev) {
+  var t = ev.target;
+  if (!t || !t.closest) return;
+  var tok = t.closest('[data-token]');
+  if (tok) { host.__otTok = Number(tok.getAttribute('data-token')); otApply(host); return; }
+  var go = t.closest('[data-goto-span]');
+  var sent = go || t.closest('.ot-sent[data-span]');
+  if (sent) {
+    host.__otSel = {span: Number(sent.getAttribute(go ? 'data-goto-span' : 'data-span'))};
+    host.__otTok = null;
+    otApply(host);
+    return;
+  }
+  var unitEl = t.closest('[data-unit]');
+  if (unitEl) {
+    host.__otSel = {unit: Number(unitEl.getAttribute('data-unit'))};
+    host.__otTok = null;
+    otApply(host);
+    if (unitEl.hasAttribute('data-t0')) {
+      otSeek(host, unitEl.getAttribute('data-item'), Number(unitEl.getAttribute('data-t0')));
+    }
+  }
+}
+
+function otSeek(host, item, seconds) {
+  var player = host.querySelector('.ot-item[data-item="' + item + '"] .ot-player');
+  if (!player) return;
+  try { player.currentTime = seconds; } catch (err) { /* not loaded yet: the browser seeks when it can */ }
+  player.setAttribute('data-seeked', String(seconds));
+  otPlayhead(host, player, seconds);
+}
+
+function otPlayhead(host, player, at) {
+  if (!player || !player.classList || !player.classList.contains('ot-player')) return;
+  var card = player.closest('.ot-item');
+  var track = card && card.querySelector('.ot-segs');
+  var duration = player.duration || Number((host.__ot && otItemDuration(host, card)) || 0);
+  if (!track || !duration) return;
+  var head = track.querySelector('.ot-playhead');
+  if (!head) { head = otEl('i', 'ot-playhead'); track.appendChild(head); }
+  var time = (at === undefined) ? player.currentTime : at;
+  head.style.left = Math.min(100, 100 * time / duration) + '%';
+}
+
+function otItemDuration(host, card) {
+  var segs = card.querySelectorAll('.ot-seg');
+  if (!segs.length) return 0;
+  return Number(segs[segs.length - 1].getAttribute('data-t1'));
+}
+
+function otClear(root) {
+  root.querySelectorAll('.ot-lit,.ot-sel,.ot-cite,.ot-focus,.ot-tokfocus').forEach(function (el) {
+    el.classList.remove('ot-lit', 'ot-sel', 'ot-cite', 'ot-focus', 'ot-tokfocus');
+    el.style.removeProperty('--ot-s');
+  });
+  root.querySelectorAll('.ot-tile').forEach(function (el) { el.style.removeProperty('--ot-h'); });
+  root.classList.remove('ot-has-sel');
+}
+
+function otApply(host) {
+  var st = host.__ot;
+  if (!st) return;
+  var root = st.root, data = st.data, sel = host.__otSel;
+  otClear(root);
+  if (!sel) return;
+  var body = root.querySelector('.ot-detail-body');
+  if (sel.span !== undefined) {
+    var span = data.spans[sel.span];
+    if (!span) { host.__otSel = null; return; }
+    otLightSpan(root, span);
+    if (body) body.replaceChildren(otSpanDetail(root, data, span, host.__otTok));
+    if (host.__otTok !== null && host.__otTok !== undefined) otLightToken(root, data, host.__otTok);
+  } else if (sel.unit !== undefined) {
+    var unit = data.units[sel.unit];
+    if (!unit) { host.__otSel = null; return; }
+    otLightUnit(root, data, sel.unit);
+    if (body) body.replaceChildren(otUnitDetail(root, data, sel.unit));
+  }
+  root.classList.add('ot-has-sel');
+}
+
+function otLightSpan(root, span) {
+  var sent = root.querySelector('.ot-sent[data-span="' + span.index + '"]');
+  if (sent) sent.classList.add('ot-sel');
+  span.sources.forEach(function (s) {
+    root.querySelectorAll('.ot-inputs [data-unit="' + s.unit + '"]').forEach(function (el) {
+      el.classList.add('ot-lit');
+      el.style.setProperty('--ot-s', String(s.share));
+    });
+    if (s.tiles) {
+      var tiles = root.querySelectorAll('.ot-inputs .ot-imgwrap[data-item="' + s.item + '"] .ot-tile');
+      tiles.forEach(function (tile, k) {
+        if (k < s.tiles.length) tile.style.setProperty('--ot-h', String(s.tiles[k]));
+      });
+    }
+  });
+}
+
+function otLightUnit(root, data, unit) {
+  root.querySelectorAll('.ot-inputs [data-unit="' + unit + '"]').forEach(function (el) { el.classList.add('ot-focus'); });
+  data.spans.forEach(function (span) {
+    span.sources.forEach(function (s) {
+      if (s.unit !== unit) return;
+      var sent = root.querySelector('.ot-sent[data-span="' + span.index + '"]');
+      if (sent) { sent.classList.add('ot-cite'); sent.style.setProperty('--ot-s', String(s.share)); }
+    });
+  });
+}
+
+function otLightToken(root, data, t) {
+  var row = root.querySelector('.ot-detail [data-token="' + t + '"]');
+  if (row) row.classList.add('ot-tokfocus');
+  var tok = data.tokens[t];
+  if (tok && tok.unit >= 0) {
+    root.querySelectorAll('.ot-inputs [data-unit="' + tok.unit + '"]').forEach(function (el) { el.classList.add('ot-tokfocus'); });
+  }
+}
+
+function otModBar(mods, modalities) {
+  var bar = otEl('div', 'ot-mbar-big');
+  (modalities || ['text', 'image', 'audio', 'video']).forEach(function (m) {
+    if (!mods[m]) return;
+    var seg = otEl('i', 'ot-m-' + m, m + ' ' + otPct(mods[m]));
+    seg.style.width = (100 * mods[m]) + '%';
+    bar.appendChild(seg);
+  });
+  return bar;
+}
+
+function otSentenceText(root, index) {
+  var t = root.querySelector('.ot-sent[data-span="' + index + '"] .ot-stext');
+  return t ? t.textContent : '';
+}
+
+function otUnitLabel(data, u) {
+  var unit = data.units[u];
+  return unit ? unit.label : '(none)';
+}
+
+function otSpanDetail(root, data, span, tokFocus) {
+  var box = otEl('div', 'ot-detail-span');
+  var head = otEl('div', 'ot-dhead');
+  head.appendChild(otEl('h4', null, 'Sentence ' + (span.index + 1)));
+  head.appendChild(otEl('span', 'ot-conf', 'confidence ' + Number(span.conf).toFixed(3)));
+  box.appendChild(head);
+  box.appendChild(otEl('blockquote', 'ot-quote', otSentenceText(root, span.index)));
+  if (span.weak) {
+    box.appendChild(otEl('p', 'ot-warn', 'No strong source: no input unit holds enough of this sentence\u2019s vote under the current curation.'));
+  } else {
+    box.appendChild(otModBar(span.mods, data.modalities));
+  }
+  var list = otEl('ol', 'ot-srclist');
+  span.sources.forEach(function (s) {
+    var li = otEl('li');
+    var b = otEl('button', 'ot-src ot-m-' + s.modality);
+    b.setAttribute('data-unit', String(s.unit));
+    b.setAttribute('data-item', String(s.item));
+    if (s.t0 !== undefined && s.t0 !== null) b.setAttribute('data-t0', String(s.t0));
+    b.appendChild(otEl('span', 'ot-dot'));
+    b.appendChild(otEl('span', 'ot-srclabel', s.label));
+    var meter = otEl('span', 'ot-meter');
+    var fill = otEl('i');
+    fill.style.width = (100 * s.share) + '%';
+    meter.appendChild(fill);
+    b.appendChild(meter);
+    b.appendChild(otEl('span', 'ot-share', otPct(s.share)));
+    if (s.tracks) {
+      var parts = Object.keys(s.tracks).map(function (k) { return k + ' ' + otPct(s.tracks[k]); });
+      b.appendChild(otEl('span', 'ot-tracks', parts.join(' / ')));
+    }
+    if (s.rescued) b.appendChild(otEl('span', 'ot-rescued', 'run rescue'));
+    li.appendChild(b);
+    list.appendChild(li);
+  });
+  box.appendChild(list);
+  box.appendChild(otTokenTable(data, span, tokFocus));
+  return box;
+}
+
+function otTokenTable(data, span, tokFocus) {
+  var wrap = otEl('details', 'ot-tokens');
+  wrap.open = true;
+  wrap.appendChild(otEl('summary', null, 'Tokens: POS, POS vote weight (wt), source, confidence'));
+  var table = otEl('table', 'ot-toktable');
+  var hr = otEl('tr');
+  ['token', 'POS', 'wt', 'source', 'conf.'].forEach(function (h) { hr.appendChild(otEl('th', null, h)); });
+  var thead = otEl('thead');
+  thead.appendChild(hr);
+  table.appendChild(thead);
+  var tbody = otEl('tbody');
+  for (var t = span.tokens[0]; t < span.tokens[1]; t++) {
+    var tok = data.tokens[t];
+    if (!tok) continue;
+    var tr = otEl('tr');
+    tr.setAttribute('data-token', String(t));
+    tr.setAttribute('tabindex', '0');
+    var src = otUnitLabel(data, tok.unit);
+    var mod = tok.unit >= 0 && data.units[tok.unit] ? data.units[tok.unit].modality : '';
+    var word = otEl('td', 'ot-toktext', JSON.stringify(tok.text));
+    word.setAttribute('title', JSON.stringify(tok.text));
+    tr.appendChild(word);
+    tr.appendChild(otEl('td', null, tok.pos));
+    tr.appendChild(otEl('td', null, Number(tok.w).toFixed(2)));
+    var cell = otEl('td', 'ot-toksrc');
+    cell.setAttribute('title', src);
+    if (mod) cell.appendChild(otEl('span', 'ot-dot ot-m-' + mod));
+    cell.appendChild(document.createTextNode(src));
+    tr.appendChild(cell);
+    var conf = otEl('td', 'ot-tokconf', Number(tok.conf).toFixed(3));
+    conf.style.setProperty('--ot-s', String(Math.min(1, tok.conf)));
+    tr.appendChild(conf);
+    tbody.appendChild(tr);
+  }
+  table.appendChild(tbody);
+  wrap.appendChild(table);
+  if (tokFocus !== null && tokFocus !== undefined && data.tokens[tokFocus]) {
+    var tk = data.tokens[tokFocus];
+    var top = otEl('p', 'ot-toptalk');
+    top.textContent = 'Token ' + JSON.stringify(tk.text) + ' \u2014 strongest units: ' + tk.top.map(function (p) {
+      return otUnitLabel(data, p[0]) + ' (' + Number(p[1]).toFixed(3) + ')';
+    }).join(', ');
+    wrap.appendChild(top);
+  }
+  return wrap;
+}
+
+function otUnitDetail(root, data, u) {
+  var unit = data.units[u];
+  var box = otEl('div', 'ot-detail-unit');
+  var head = otEl('div', 'ot-dhead');
+  head.appendChild(otEl('span', 'ot-badge ot-m-' + unit.modality, unit.modality));
+  head.appendChild(otEl('h4', null, unit.label));
+  box.appendChild(head);
+  if (unit.t0 !== null && unit.t0 !== undefined) box.appendChild(otEl('p', 'ot-time', otTime(unit.t0) + ' \u2013 ' + otTime(unit.t1)));
+  var citing = [];
+  data.spans.forEach(function (span) {
+    span.sources.forEach(function (s) { if (s.unit === u) citing.push([span.index, s.share]); });
+  });
+  if (!citing.length) {
+    box.appendChild(otEl('p', 'ot-warn', 'No output sentence draws on this source under the current curation.'));
+    return box;
+  }
+  box.appendChild(otEl('p', 'ot-sub', 'Drawn on by ' + citing.length + ' sentence' + (citing.length > 1 ? 's' : '') + ':'));
+  var list = otEl('ol', 'ot-citelist');
+  citing.forEach(function (c) {
+    var li = otEl('li');
+    var b = otEl('button', 'ot-citing');
+    b.setAttribute('data-goto-span', String(c[0]));
+    b.appendChild(otEl('span', 'ot-citetext', otSentenceText(root, c[0])));
+    b.appendChild(otEl('span', 'ot-share', otPct(c[1])));
+    li.appendChild(b);
+    list.appendChild(li);
+  });
+  box.appendChild(list);
+  return box;
+}

@@ -1,0 +1,185 @@
+"""Tracing: run settings, the streaming run handler, the stop switch.
+
+``run_trace`` is a plain generator: it yields (explorer HTML, status HTML) while the model
+writes; each finished sentence arrives as a curated snapshot and is clickable at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import gradio as gr
+
+from omnitrace_core import (ConfigError, GenerationConfig, InputError, SourceConfig, TraceResult, Tracer,
+                            list_signals)
+
+from .input_checks import check_run, check_token_budget, default_system_prompt, estimate_prompt_tokens
+from .rendering import ViewContext, status_html
+from .session import ComposedItem, Session
+from .settings import InputLimits
+
+logger = logging.getLogger(__name__)
+
+UPDATE_EVERY_S = 0.5  # between two yields that carry no new sentence
+
+
+def gpu_wrap(fn: Callable) -> Callable:
+    """On Hugging Face ZeroGPU hardware, wrap the generation function with ``spaces.GPU``."""
+    try:
+        import spaces  # only present on Spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=180)(fn)
+
+
+def model_stream(tracer: Tracer) -> Callable[..., Iterator[Any]]:
+    """The model-bound part of a run (the only part that needs the GPU), over picklable arguments."""
+
+    def stream(items: tuple, signal: str, generation: GenerationConfig, sources: SourceConfig, curation,
+               stop) -> Iterator[Any]:
+        yield from tracer.stream(items, signal=signal, generation=generation, sources=sources, curation=curation,
+                                 stop=stop, partial_results=True)
+
+    return stream
+
+
+def run_settings(max_new_tokens: float, audio_bin: float, video_bin: float,
+                 include_prompt: bool) -> tuple[GenerationConfig, SourceConfig]:
+    """Greedy decoding (deterministic, so other signals can re-trace the same generation)."""
+    generation = GenerationConfig(max_new_tokens=int(max_new_tokens))
+    sources = SourceConfig(audio_bin_seconds=float(audio_bin), video_bin_seconds=float(video_bin),
+                           include_prompt=bool(include_prompt))
+    return generation, sources
+
+
+def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Session, items: Sequence[ComposedItem],
+              signal: str, max_new_tokens: float, audio_bin: float, video_bin: float, include_prompt: bool,
+              stream_fn: Callable | None = None) -> Iterator[tuple[str, str]]:
+    """Generate and trace, streaming the explorer.
+
+    Yields:
+        (explorer HTML, status HTML): first the inputs, then after each finished sentence (and at
+        most every UPDATE_EVERY_S with the text written so far), then the final result.
+
+    Raises:
+        InputError / ConfigError / MediaError: bad input (the caller shows them as gr.Error).
+    """
+    items = list(items or [])
+    check_run(items, limits, getattr(tracer.backend, "modalities", None))
+    if signal not in list_signals():
+        raise InputError(f"unknown signal '{signal}'; choose one of {', '.join(list_signals())}")
+    if not 1 <= int(max_new_tokens) <= limits.max_new_tokens:
+        raise InputError(f"generation length must be between 1 and {limits.max_new_tokens} tokens")
+    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt)
+    estimate = estimate_prompt_tokens(items, tracer.backend.processor, sources, default_system_prompt(tracer))
+    check_token_budget(estimate, limits)
+    engine_items = tuple(item.to_engine() for item in items)
+    session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
+    budget = generation.max_new_tokens
+    yield (ctx.explorer(session, None, items=items, pending="", progress=0.0),
+           status_html("running", f"Preparing ~{estimate} prompt tokens...", f"signal {signal}"))
+
+    snapshot: TraceResult | None = None
+    last_yield = time.monotonic()
+    started = time.monotonic()
+    final: TraceResult | None = None
+    stream_fn = stream_fn or model_stream(tracer)
+    for step in stream_fn(engine_items, signal, generation, sources, session.curation, session.stop):
+        if step.done:
+            final = step.result
+            break
+        fresh = step.result is not None
+        if fresh:
+            snapshot = step.result
+            session.results[signal] = snapshot  # the knobs may re-curate it while the model writes
+        now = time.monotonic()
+        if not fresh and now - last_yield < UPDATE_EVERY_S:
+            continue
+        last_yield = now
+        done_text = snapshot.text if snapshot is not None else ""
+        pending = step.text[len(done_text):] if step.text.startswith(done_text) else step.text
+        count = step.index + 1
+        rate = count / max(now - started, 1e-6)
+        sentences = len(snapshot.spans) if snapshot is not None else 0
+        yield (ctx.explorer(session, items=items, pending=pending, progress=count / budget),
+               status_html("running", f"Writing... {count} / {budget} tokens", f"{sentences} sentence(s) ready "
+                           f"\u00b7 {rate:.1f} tokens/s"))
+    if final is None:  # the stream always ends with a done step; be explicit if it did not
+        raise RuntimeError("the generation ended without a result")
+    session.results[signal] = final
+    state = "stopped" if final.stop_reason == "stopped" else "done"
+    verb = "Stopped" if state == "stopped" else "Done"
+    detail = (f"{len(final.spans)} sentence(s) \u00b7 {final.timings.get('total_s', 0):.1f} s \u00b7 "
+              f"prompt {int(getattr(final, 'prompt_tokens', 0))} tokens \u00b7 end: {final.stop_reason}")
+    yield ctx.explorer(session), status_html(state, f"{verb}: {len(final.tokens)} tokens traced with {signal}.", detail)
+
+
+def stop_trace(session: Session) -> str:
+    """Ask the running generation to stop after its current token (it keeps what it wrote)."""
+    session.stop.set()
+    return status_html("stopped", "Stopping after the current token...")
+
+
+# -- builder ------------------------------------------------------------------------------------
+@dataclass
+class TracePanel:
+    signal: gr.Dropdown
+    max_new_tokens: gr.Slider
+    audio_bin: gr.Slider
+    video_bin: gr.Slider
+    include_prompt: gr.Checkbox
+    run: gr.Button
+    stop: gr.Button
+    status: gr.HTML
+
+    @property
+    def settings(self) -> list[gr.components.Component]:
+        return [self.signal, self.max_new_tokens, self.audio_bin, self.video_bin, self.include_prompt]
+
+
+def build_trace_panel(default_new_tokens: int, limits: InputLimits) -> TracePanel:
+    """Run settings, the Trace / Stop buttons and the status line (events are wired in wire_trace)."""
+    with gr.Accordion("Run settings", open=True, elem_classes="ot-settings"):
+        signals = list_signals()
+        signal = gr.Dropdown(label="Signal", choices=signals, value="attmean" if "attmean" in signals else signals[0],
+                             elem_id="ot-signal", info="how each generated token scores the input")
+        max_new_tokens = gr.Slider(1, limits.max_new_tokens, value=default_new_tokens, step=1,
+                                   label="Generation length (new tokens)", elem_id="ot-max-new")
+        with gr.Row():
+            audio_bin = gr.Slider(0.25, 10, value=1.0, step=0.25, label="Audio bin (s)", elem_id="ot-audio-bin")
+            video_bin = gr.Slider(0.25, 10, value=1.0, step=0.25, label="Video bin (s)", elem_id="ot-video-bin")
+        include_prompt = gr.Checkbox(label="Trace the instruction too", value=False)
+    with gr.Row():
+        run = gr.Button("Trace", variant="primary", elem_id="ot-run", scale=3)
+        stop = gr.Button("Stop", variant="stop", elem_id="ot-stop", scale=1)
+    status = gr.HTML(status_html("idle", "Ready."), js_on_load=None, elem_id="ot-status", padding=False)
+    return TracePanel(signal, max_new_tokens, audio_bin, video_bin, include_prompt, run, stop, status)
+
+
+def make_run_handler(tracer: Tracer, ctx: ViewContext, limits: InputLimits) -> Callable:
+    """The run event's function: errors become gr.Error, generation is wrapped for ZeroGPU."""
+    plain = model_stream(tracer)
+    gpu_stream = gpu_wrap(plain)
+    on_zero_gpu = gpu_stream is not plain
+
+    def stream(items, signal, generation, sources, curation, stop):
+        # a worker process cannot share the stop switch: on ZeroGPU the run ends at its length
+        return gpu_stream(items, signal, generation, sources, curation, None if on_zero_gpu else stop)
+
+    def handler(session: Session, items: list[ComposedItem], signal: str, max_new_tokens: float, audio_bin: float,
+                video_bin: float, include_prompt: bool):
+        try:
+            yield from run_trace(tracer, ctx, limits, session, items, signal, max_new_tokens, audio_bin, video_bin,
+                                 include_prompt, stream_fn=stream)
+        except (InputError, ConfigError) as exc:
+            raise gr.Error(str(exc), title="Input problem") from exc
+        except gr.Error:
+            raise
+        except Exception as exc:  # a bug or a model failure: keep serving, say what happened
+            logger.exception("tracing failed")
+            raise gr.Error(f"tracing failed: {type(exc).__name__}: {exc}", title="Tracing failed") from exc
+
+    return handler

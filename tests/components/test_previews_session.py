@@ -1,0 +1,82 @@
+"""Media previews (allowed folders only), per-session state and cleanup, settings and model loading."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.model_loading import load_tracer, pick_device, pick_dtype
+from components.previews import PreviewCache, gradio_file_url, is_within, peaks_of
+from components.session import close_session, new_session
+from components.settings import ENV_MODEL, EXAMPLES_DIR, AppSettings, parse_args
+from omnitrace_core.result import ItemInfo
+
+
+def test_peaks_are_a_normalised_envelope():
+    wave = np.concatenate([np.zeros(100), 0.5 * np.ones(100)]).astype(np.float32)
+    peaks = peaks_of(wave, columns=4)
+    assert peaks == (0.0, 0.0, 1.0, 1.0)
+    assert peaks_of(np.zeros(0)) == ()
+
+
+def test_only_allowed_folders_are_previewed(tmp_path):
+    inside = EXAMPLES_DIR / "media" / "scene.png"
+    cache = PreviewCache([EXAMPLES_DIR], file_url=gradio_file_url)
+    assert cache.preview(ItemInfo(index=0, modality="image", label="s", path=str(inside))).src.startswith("data:image/jpeg")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(inside.read_bytes())
+    preview = cache.preview(ItemInfo(index=0, modality="image", label="s", path=str(secret)))
+    assert preview.src is None and "not available" in preview.note
+    link = tmp_path / "link.png"
+    link.symlink_to(Path("/etc/hostname"))
+    assert not is_within(link, [tmp_path / "nothing"])
+
+
+def test_audio_and_video_previews():
+    cache = PreviewCache([EXAMPLES_DIR], file_url=gradio_file_url)
+    audio = cache.preview(ItemInfo(index=0, modality="audio", label="a", path=str(EXAMPLES_DIR / "media" / "chirp.wav")))
+    assert audio.duration == pytest.approx(3.0, abs=0.01) and len(audio.peaks) > 100
+    assert audio.src.startswith("/gradio_api/file=")
+    video = cache.preview(ItemInfo(index=1, modality="video", label="v", path=str(EXAMPLES_DIR / "media" / "traffic.mp4")))
+    assert len(video.thumbs) == 4 and all(uri.startswith("data:image/jpeg") for _, uri in video.thumbs)
+    assert [round(t, 2) for t, _ in video.thumbs] == [0.0, 1.0, 2.0, 3.0] and video.peaks
+    assert cache.preview(ItemInfo(index=1, modality="video", label="v", path=str(EXAMPLES_DIR / "media" / "traffic.mp4"))) is video
+
+
+def test_each_session_is_fresh_and_cleans_up():
+    first = new_session()
+    assert copy.deepcopy(first) is not first and copy.deepcopy(first).results == {}
+    folder = first.workdir
+    (folder / "export.json").write_text("{}")
+    close_session(first)
+    assert not folder.exists() and first.stop.is_set()
+    close_session(None)
+
+
+def test_settings_from_flags_and_environment(monkeypatch):
+    monkeypatch.setenv(ENV_MODEL, "Qwen/Qwen2.5-Omni-7B")
+    settings = parse_args(["--max-video-seconds", "12", "--concurrency", "3"])
+    assert settings.model == "Qwen/Qwen2.5-Omni-7B" and settings.limits.max_video_seconds == 12
+    assert settings.concurrency == 3 and settings.default_new_tokens == 256
+    monkeypatch.delenv(ENV_MODEL)
+    assert parse_args([]).is_default_model and parse_args(["--model", "/x"]).model == "/x"
+
+
+def test_device_and_dtype_choice():
+    import torch
+
+    assert pick_device("cpu") == "cpu"
+    assert pick_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_dtype("auto", "cuda") == "bfloat16" and pick_dtype("auto", "cpu") == "float32"
+    assert pick_dtype("float16", "cuda") == "float16"
+
+
+def test_default_model_is_the_tiny_one_on_cpu(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr("components.model_loading.tiny_model_folder", lambda cache_dir=None: tiny_model_dir)
+    tracer, name, device = load_tracer(AppSettings())
+    assert device == "cpu" and "tiny" in name and tracer.backend.input_device.type == "cpu"
+    local, name, _ = load_tracer(AppSettings(model=str(tiny_model_dir), device="cpu"))
+    assert name == str(tiny_model_dir) and local.backend.model_id == str(tiny_model_dir)

@@ -1,0 +1,305 @@
+"""The real UI in headless Chromium: compose, run, click, reverse lookup, export, injection, isolation.
+
+Every highlight is checked against the engine's own result (the exported JSON, i.e. the
+TraceResult the page shows). Chromium is Debian's, driven by the playwright package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from omnitrace_core import TraceResult
+from tests.components.app_harness import media_path, shared_app, shared_browser
+from tests.components.synthetic import gallery_trace, synthetic_trace
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+INJECTION = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 1">'
+LIT = """() => Array.from(document.querySelectorAll('#ot-explorer .ot-inputs .ot-lit')).map(e => ({
+    unit: Number(e.dataset.unit), kind: e.className, s: Number(e.style.getPropertyValue('--ot-s'))}))"""
+TILES = """item => Array.from(document.querySelectorAll(
+    `#ot-explorer .ot-imgwrap[data-item="${item}"] .ot-tile`)).map(e => Number(e.style.getPropertyValue('--ot-h') || 0))"""
+CITING = """() => Array.from(document.querySelectorAll('#ot-explorer .ot-sent.ot-cite')).map(e => Number(e.dataset.span))"""
+
+
+@pytest.fixture(scope="module")
+def browser(request):
+    return shared_browser(request)  # first: without chromium, skip before launching anything
+
+
+@pytest.fixture(scope="module")
+def app(browser, tracer, request):
+    return shared_app(tracer, request)
+
+
+@pytest.fixture(scope="module")
+def gallery_result(tracer):
+    return gallery_trace(tracer)
+
+
+def open_page(browser, app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(app.url)
+    page.wait_for_selector("#ot-explorer .ot-root", timeout=30_000)
+    return page
+
+
+def rows(page) -> list[str]:
+    return page.eval_on_selector_all(".ot-row[data-kind]", "els => els.map(e => e.dataset.kind)")
+
+
+def wait_rows(page, count: int) -> None:
+    page.wait_for_function("n => document.querySelectorAll('.ot-row[data-kind]').length === n", arg=count,
+                           timeout=20_000)
+
+
+def add_text(page, text: str) -> None:
+    page.get_by_role("tab", name="Text").click()
+    count = len(rows(page))
+    page.fill("#ot-text-in textarea", text)
+    page.click("#ot-add-text")
+    wait_rows(page, count + 1)
+
+
+def add_media(page, *names: str) -> None:
+    page.get_by_role("tab", name="Media").click()
+    count = len(rows(page))
+    page.set_input_files("#ot-media-in input[type=file]", [str(media_path(n)) for n in names])
+    wait_rows(page, count + len(names))
+
+
+def set_p_min_off(page) -> None:
+    page.get_by_text("Curation (instant").click()
+    page.locator("#ot-use-pmin input").uncheck()
+
+
+def run(page, tokens: int = 6) -> None:
+    page.fill("#ot-max-new input[type=number]", str(tokens))
+    page.press("#ot-max-new input[type=number]", "Enter")
+    page.click("#ot-run")
+    page.wait_for_selector('#ot-status [data-state="done"]', timeout=90_000)
+
+
+def export_json(page, app) -> TraceResult:
+    page.get_by_role("tab", name="Export / load").click()
+    page.locator("#ot-exports a").evaluate_all("els => els.forEach(e => e.remove())")
+    page.click("#ot-export-json")
+    link = page.wait_for_selector("#ot-exports a[href$='.json']", timeout=20_000)
+    response = page.request.get(link.get_attribute("href"))
+    page.get_by_role("tab", name="Explore").click()
+    return TraceResult.from_json(response.text())
+
+
+def load_trace(page, path) -> None:
+    page.get_by_role("tab", name="Export / load").click()
+    page.set_input_files("#ot-load-trace input[type=file]", str(path))
+    page.get_by_role("tab", name="Explore").click()
+
+
+def click_sentence(page, index: int) -> None:
+    page.locator(f'#ot-explorer .ot-sent[data-span="{index}"]').click()
+    page.wait_for_selector(f'#ot-explorer .ot-sent.ot-sel[data-span="{index}"]', timeout=5_000)
+
+
+def assert_lights_match(page, result: TraceResult, index: int) -> None:
+    """What is lit after clicking sentence ``index`` equals its curated sources."""
+    span = result.spans[index]
+    lit = page.evaluate(LIT)
+    assert sorted(e["unit"] for e in lit) == sorted(s.unit for s in span.sources)
+    expected_class = {"text": "ot-unit", "image": "ot-imgwrap", "audio": "ot-seg", "video": "ot-seg"}
+    for source in span.sources:
+        element = next(e for e in lit if e["unit"] == source.unit)
+        assert expected_class[source.modality] in element["kind"]
+        assert element["s"] == pytest.approx(source.share, abs=1e-3)
+        if source.tile_scores is not None:
+            assert page.evaluate(TILES, source.item) == pytest.approx(list(source.tile_scores), abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def traced(app, browser):
+    """A page where an interleaved input was composed through the UI and traced (p_min off)."""
+    page = open_page(browser, app)
+    add_text(page, "A red house stands in a field. The sun shines.")
+    add_media(page, "scene.png")
+    add_text(page, "Remove me.")
+    add_text(page, "Listen to the clicks, then watch the car.")
+    add_media(page, "chirp.wav", "traffic.mp4")
+    assert rows(page) == ["text", "image", "text", "text", "audio", "video"]
+    page.locator(".ot-itemrow").nth(2).locator(".ot-rm").click()
+    wait_rows(page, 5)
+    page.locator(".ot-itemrow").nth(4).locator(".ot-up").click()  # video before audio
+    page.wait_for_function("() => document.querySelectorAll('.ot-row[data-kind]')[3].dataset.kind === 'video'")
+    assert rows(page) == ["text", "image", "text", "video", "audio"]
+    set_p_min_off(page)
+    run(page)
+    result = export_json(page, app)
+    yield page, result
+    page.context.close()
+
+
+def test_composed_input_is_traced_in_order(traced):
+    page, result = traced
+    assert [i.modality for i in result.items] == ["text", "image", "text", "video", "audio"]
+    assert not result.curation.use_p_min
+    assert page.locator("#ot-explorer .ot-sent").count() == len(result.spans) >= 1
+
+
+def test_clicking_a_sentence_lights_its_sources(traced):
+    page, result = traced
+    for span in result.spans:
+        click_sentence(page, span.index)
+        assert_lights_match(page, result, span.index)
+        detail = page.inner_text("#ot-explorer .ot-detail")
+        assert f"Sentence {span.index + 1}" in detail
+        assert page.locator("#ot-explorer .ot-detail tr[data-token]").count() == span.token_end - span.token_start
+
+
+def test_token_drill_down(traced):
+    page, result = traced
+    span = result.spans[0]
+    click_sentence(page, 0)
+    units, confidence = result.token_trace()
+    cells = page.eval_on_selector_all("#ot-explorer .ot-detail tr[data-token]",
+                                      "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent.trim()))")
+    for t, cells_of in zip(range(span.token_start, span.token_end), cells):
+        token = result.tokens[t]
+        assert cells_of[1] == token.pos
+        assert float(cells_of[2]) == pytest.approx(result.curation.pos_weight(token.pos), abs=0.01)
+        assert cells_of[3] == (result.units[units[t]].label if units[t] >= 0 else "(none)")
+        assert float(cells_of[4]) == pytest.approx(confidence[t], abs=1e-3)
+    page.locator("#ot-explorer .ot-detail tr[data-token]").first.click()
+    assert page.locator("#ot-explorer .ot-detail tr.ot-tokfocus").count() == 1
+
+
+def test_reverse_lookup_from_a_source(traced):
+    page, result = traced
+    cited = {s.unit for span in result.spans for s in span.sources}
+    unit = min(cited)
+    page.locator(f'#ot-explorer .ot-inputs [data-unit="{unit}"]').first.click()
+    expected = sorted(span.index for span in result.spans if unit in {s.unit for s in span.sources})
+    assert sorted(page.evaluate(CITING)) == expected
+    assert f"Drawn on by {len(expected)} sentence" in page.inner_text("#ot-explorer .ot-detail")
+    uncited = [u.index for u in result.units if u.index not in cited]
+    if uncited:
+        page.locator(f'#ot-explorer .ot-inputs [data-unit="{uncited[0]}"]').first.click()
+        assert page.evaluate(CITING) == []
+        assert "No output sentence draws on this source" in page.inner_text("#ot-explorer .ot-detail")
+
+
+def test_all_modalities_light_up_and_segments_seek(app, browser, gallery_result, tmp_path):
+    synthetic = synthetic_trace(gallery_result)
+    path = tmp_path / "synthetic.json"
+    synthetic.save(path)
+    page = open_page(browser, app)
+    set_p_min_off(page)  # the synthetic trace is curated with p_min off too
+    load_trace(page, path)
+    page.wait_for_selector('#ot-explorer .ot-sent[data-span="4"]', timeout=20_000)
+    for span in synthetic.spans:
+        click_sentence(page, span.index)
+        assert_lights_match(page, synthetic, span.index)
+    modalities = {s.modality for span in synthetic.spans for s in span.sources}
+    assert modalities == {"text", "image", "audio", "video"}
+    weak = page.locator("#ot-explorer .ot-sent.ot-weak")
+    assert weak.count() == 1 and weak.get_attribute("data-span") == "4"
+    click_sentence(page, 4)
+    assert "No strong source" in page.inner_text("#ot-explorer .ot-detail")
+    # clicking an audio / a video segment seeks its player and shows the sentences using it
+    for modality in ("audio", "video"):
+        unit = next(s for span in synthetic.spans for s in span.sources if s.modality == modality)
+        segment = page.locator(f'#ot-explorer .ot-seg[data-unit="{unit.unit}"]')
+        segment.click()
+        player = page.locator(f'#ot-explorer .ot-item[data-item="{unit.item}"] .ot-player')
+        assert float(player.get_attribute("data-seeked")) == pytest.approx(unit.time_start)
+        page.wait_for_function("el => Math.abs(el.currentTime - Number(el.dataset.seeked)) < 0.05",
+                               arg=player.element_handle(), timeout=10_000)
+        expected = [span.index for span in synthetic.spans if unit.unit in {s.unit for s in span.sources}]
+        assert sorted(page.evaluate(CITING)) == expected
+    page.context.close()
+
+
+def test_export_round_trip_and_offline_report(app, browser, gallery_result, tmp_path):
+    synthetic = synthetic_trace(gallery_result)
+    path = tmp_path / "in.json"
+    synthetic.save(path)
+    page = open_page(browser, app)
+    set_p_min_off(page)
+    load_trace(page, path)
+    page.wait_for_selector('#ot-explorer .ot-sent[data-span="4"]', timeout=20_000)
+    exported = export_json(page, app)
+    assert exported.to_dict()["spans"] == synthetic.to_dict()["spans"]
+    assert exported.to_dict()["atom_sum"] == synthetic.to_dict()["atom_sum"]
+    page.get_by_role("tab", name="Export / load").click()
+    page.click("#ot-export-html")
+    link = page.wait_for_selector("#ot-exports a[href$='.html']", timeout=20_000)
+    report = tmp_path / "report.html"
+    report.write_text(page.request.get(link.get_attribute("href")).text(), encoding="utf-8")
+    page.context.close()
+
+    offline = browser.new_context(viewport={"width": 1300, "height": 900})
+    offline.set_offline(True)
+    view = offline.new_page()
+    view.goto(report.as_uri())
+    view.wait_for_selector("#ot-report .ot-sent")
+    for span in synthetic.spans:
+        view.locator(f'#ot-report .ot-sent[data-span="{span.index}"]').click()
+        lit = view.evaluate(LIT.replace("#ot-explorer", "#ot-report"))
+        assert sorted(e["unit"] for e in lit) == sorted(s.unit for s in span.sources)
+    assert view.locator("#ot-report .ot-imgwrap img").first.get_attribute("src").startswith("data:image/jpeg")
+    offline.close()
+
+
+def test_html_in_user_text_and_model_output_is_shown_not_run(app, browser, gallery_result, tmp_path):
+    page = open_page(browser, app)
+    add_text(page, f"User says {INJECTION} here.")
+    assert "<script>window.__pwned = 1</script>" in page.inner_text(".ot-itemlist")
+    run(page, tokens=2)
+    assert INJECTION in page.inner_text("#ot-explorer .ot-inputs")
+    # a model output with markup: a synthetic trace whose sentences carry it
+    poisoned = synthetic_trace(gallery_result, sentences=((f"Model says {INJECTION} loudly.", "text"),
+                                                          (f"And {INJECTION}!", "image")))
+    path = tmp_path / "poisoned.json"
+    poisoned.save(path)
+    load_trace(page, path)
+    page.wait_for_selector('#ot-explorer .ot-sent[data-span="1"]', timeout=20_000)
+    click_sentence(page, 0)
+    assert f"Model says {INJECTION} loudly." in page.inner_text("#ot-explorer .ot-output")
+    assert f"Model says {INJECTION} loudly." in page.inner_text("#ot-explorer .ot-detail")
+    time.sleep(0.3)  # give an injected handler every chance to fire
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("#ot-explorer script, #ot-explorer img[src='x']").count() == 0
+    page.context.close()
+
+
+def test_two_browser_sessions_do_not_see_each_other(app, browser):
+    first, second = open_page(browser, app), open_page(browser, app)
+    add_text(first, "Marker one: a field of red tulips.")
+    add_text(second, "Marker two: a harbour full of boats.")
+    first.fill("#ot-max-new input[type=number]", "3")
+    second.fill("#ot-max-new input[type=number]", "3")
+    first.click("#ot-run")
+    second.click("#ot-run")
+    for page in (first, second):
+        page.wait_for_selector('#ot-status [data-state="done"]', timeout=90_000)
+    one, two = first.inner_text("#ot-explorer"), second.inner_text("#ot-explorer")
+    assert "Marker one" in one and "Marker two" not in one
+    assert "Marker two" in two and "Marker one" not in two
+    assert rows(first) == ["text"] and rows(second) == ["text"]
+    first.context.close()
+    second.context.close()
+
+
+def test_gallery_example_runs_in_one_click(app, browser):
+    page = open_page(browser, app)
+    page.locator("#ot-gallery").get_by_text("MMAU").click()
+    page.wait_for_selector('#ot-status [data-state="done"]', timeout=90_000)
+    assert rows(page) == ["text", "text", "audio"]
+    assert page.locator("#ot-explorer .ot-kind-audio .ot-seg").count() >= 2
+    payload = json.loads(page.get_attribute("#ot-explorer .ot-root", "data-payload"))
+    assert payload["signal"] == "attmean" and payload["tokens"]
+    assert re.search(r"\d+ tokens traced", page.inner_text("#ot-status"))
+    page.context.close()
