@@ -17,7 +17,7 @@ import torch
 
 from ..capture import register_capture_attention
 from ..config import SourceConfig
-from ..errors import UnknownNameError
+from ..errors import OmniTraceError, UnknownNameError
 from ..inputs import Item
 from ..layout import TokenLayout
 from ..media import MediaLimits
@@ -55,6 +55,8 @@ class Backend(ABC):
 
     name: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]
+    #: The family's model code ships with the checkpoint (loading it needs ``trust_remote_code``).
+    requires_remote_code: ClassVar[bool] = False
 
     def __init__(self, model: torch.nn.Module, processor: Any, model_id: str) -> None:
         self.model = model.eval()
@@ -98,6 +100,17 @@ class Backend(ABC):
     @property
     def num_layers(self) -> int:
         return int(self.text_model_config().num_hidden_layers)
+
+    @property
+    def attention_layers(self) -> tuple[int, ...]:
+        """Decoder layers with softmax attention, whose rows can be captured (hybrid decoders mix in
+        linear-attention layers, which have none)."""
+        return tuple(range(self.num_layers))
+
+    def signal_layers(self, signal: Any) -> tuple[int, ...]:
+        """The decoder layers a signal reads: its ``layers(n)`` picks among the n attention layers."""
+        attention = self.attention_layers
+        return tuple(attention[i] for i in signal.layers(len(attention)))
 
     @property
     def input_device(self) -> torch.device:
@@ -155,14 +168,34 @@ def backend_for_model_type(model_type: str) -> type[Backend]:
         ) from None
 
 
+class RemoteCodeRefused(OmniTraceError, PermissionError):
+    """A checkpoint needs code shipped with it (transformers "remote code") and the caller did not opt in."""
+
+
 def load_backend(model_id: str, **kwargs: Any) -> Backend:
     """Load a checkpoint with the backend registered for its ``model_type``.
+
+    The ``model_type`` is read from the checkpoint's ``config.json`` without running any of its code,
+    so an unsupported or remote-code checkpoint is refused before anything executes.
 
     Args:
         model_id: Hub id or local folder.
         **kwargs: ``dtype``, ``device``, ``device_map``, ``trust_remote_code``, ``limits``.
-    """
-    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_id, trust_remote_code=kwargs.get("trust_remote_code", False))
-    return backend_for_model_type(config.model_type).from_pretrained(model_id, **kwargs)
+    Raises:
+        UnknownNameError: no backend supports the checkpoint's ``model_type`` (the message lists them).
+        RemoteCodeRefused: the family runs code shipped with the checkpoint and
+            ``trust_remote_code`` is not set.
+    """
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(model_id)
+    model_type = config.get("model_type", "")
+    cls = backend_for_model_type(model_type)
+    if cls.requires_remote_code and not kwargs.get("trust_remote_code", False):
+        raise RemoteCodeRefused(
+            f"{model_id} ({model_type}) is loaded by Python code that ships with the checkpoint, not by "
+            "transformers: loading it runs that code on this machine with your permissions. Opt in only for "
+            "checkpoints whose code you trust: trust_remote_code=True (CLI: --trust-remote-code)."
+        )
+    return cls.from_pretrained(model_id, **kwargs)
