@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import CurationConfig, GenerationConfig, SourceConfig
+from .config import AUDIO_UNITS, CurationConfig, GenerationConfig, SourceConfig
 from .errors import MediaError, OmniTraceError
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ LOCAL_RANK_ENV = ("LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK",
 
 _SAMPLE_FORMAT = (
     'a JSON list of samples, each like {"id": 0, "prompt": "...", "question": '
-    '[{"text": "..."}, {"image": "media/x.jpg"}, {"audio": "a.wav"}, {"video": "v.mp4"}], ...metadata}'
+    '[{"text": "..."}, {"image": "media/x.jpg"}, {"audio": "a.wav", "transcript": "a.srt"}, {"video": "v.mp4"}], '
+    '...metadata} ("transcript" is optional)'
 )
 
 
@@ -464,6 +465,17 @@ input:
   --questions takes the official OmniTrace format unchanged: a JSON list of samples, each with
   "prompt" (the instruction), "question" (a list of {"text": str | [str]}, {"image": path | [path]},
   {"audio": path}, {"video": path} in order) and any metadata ("id", "task", "answer", ...).
+  An audio or video entry may add "transcript": a path to an .srt, .vtt or .json file (a list
+  of {"start", "end", "text"}, seconds), such a list inline, or "asr" / "bins" to pick that
+  item's units. With a transcript the item's source units are its speech segments; a path is
+  looked up like a media path.
+
+speech segments:
+  --audio-units segments makes speech segments the units of every audio item and video audio
+  track that brings no transcript, recognised locally with --asr-model (a transformers Whisper
+  or CTC checkpoint; GPU when there is one). Adjacent segments are merged into sentence-sized
+  units between --segment-min-seconds and --segment-max-seconds. Audio tokens in silence
+  (outside every segment) are no source.
 
 media paths:
   Absolute paths are used as they are. A relative path is looked up, in order, under
@@ -566,6 +578,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frames per second sampled from videos (default: %(default)s)")
     method.add_argument("--video-max-frames", type=_positive_int, default=SourceConfig.video_max_frames, metavar="N",
                         help="most frames sampled per video (default: %(default)s)")
+    method.add_argument("--audio-units", choices=AUDIO_UNITS, default=SourceConfig.audio_units,
+                        help="units of audio and of video audio tracks without a transcript: fixed time bins, "
+                             "or speech segments from --asr-model (default: %(default)s)")
+    method.add_argument("--asr-model", default=SourceConfig.asr_model, metavar="ID_OR_DIR",
+                        help="transformers speech-recognition checkpoint with timestamps (Whisper or CTC) for "
+                             "--audio-units segments and \"transcript\": \"asr\" entries (default: %(default)s)")
+    method.add_argument("--segment-min-seconds", type=_float, default=SourceConfig.segment_min_seconds, metavar="S",
+                        help="speech segments shorter than this are merged with a neighbour (default: %(default)s)")
+    method.add_argument("--segment-max-seconds", type=_float, default=SourceConfig.segment_max_seconds, metavar="S",
+                        help="merged speech units last at most this long (default: %(default)s)")
+    method.add_argument("--segment-max-gap-seconds", type=_float, default=SourceConfig.segment_max_gap_seconds,
+                        metavar="S", help="segments are merged only across pauses up to this long "
+                                          "(default: %(default)s)")
     method.add_argument("--include-prompt", action="store_true", help="make the instruction prompt's sentences sources too")
     method.add_argument("--no-audio-in-video", action="store_true", help="do not trace the audio track of videos")
 
@@ -593,7 +618,10 @@ def configs_from_args(args: argparse.Namespace) -> tuple[GenerationConfig, Sourc
                                   temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
     sources = SourceConfig(audio_bin_seconds=args.audio_bin_seconds, video_bin_seconds=args.video_bin_seconds,
                            include_prompt=args.include_prompt, use_audio_in_video=not args.no_audio_in_video,
-                           video_fps=args.video_fps, video_max_frames=args.video_max_frames)
+                           video_fps=args.video_fps, video_max_frames=args.video_max_frames,
+                           audio_units=args.audio_units, asr_model=args.asr_model,
+                           segment_min_seconds=args.segment_min_seconds, segment_max_seconds=args.segment_max_seconds,
+                           segment_max_gap_seconds=args.segment_max_gap_seconds)
     curation = CurationConfig(token_rule=args.token_rule)
     return generation, sources, curation
 
@@ -624,10 +652,16 @@ def load_tracer(args: argparse.Namespace, signal: str, generation: GenerationCon
         raise UsageError(f"--model '{model}' is neither an existing checkpoint folder nor a Hugging Face model id "
                          "(owner/name, e.g. Qwen/Qwen2.5-Omni-7B)")
     logger.info("loading %s", model)
+    from .speech import TransformersRecognizer
+
+    device = _default_device(args)
+    # loaded only if some sample needs speech recognition; on this process's GPU under a launcher
+    recognizer = TransformersRecognizer(sources.asr_model, device=device)
     try:
-        return Tracer.from_pretrained(args.model, dtype=args.dtype, device=_default_device(args),
+        return Tracer.from_pretrained(args.model, dtype=args.dtype, device=device,
                                       device_map=args.device_map, trust_remote_code=args.trust_remote_code,
-                                      signal=signal, generation=generation, sources=sources, curation=curation)
+                                      signal=signal, generation=generation, sources=sources, curation=curation,
+                                      recognizer=recognizer)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"could not load model '{args.model}': {exc}") from exc
 

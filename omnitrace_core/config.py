@@ -83,6 +83,10 @@ class GenerationConfig(_Config):
         _check(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0")
 
 
+#: Source-unit modes of audio (and of the audio track of videos): fixed time bins or speech segments.
+AUDIO_UNITS = ("bins", "segments")
+
+
 @dataclass(frozen=True)
 class SourceConfig(_Config):
     """How the input is cut into source units (fixed at trace time).
@@ -97,6 +101,14 @@ class SourceConfig(_Config):
         video_fps: frames per second sampled from videos.
         video_max_frames: upper bound on sampled frames per video (longer videos are sampled
             more sparsely, timestamps stay exact).
+        audio_units: units of audio items and of the audio track of videos: ``"bins"`` (fixed
+            time bins) or ``"segments"`` (speech segments from a local speech recogniser). An
+            item's own ``transcript`` overrides this (see :mod:`omnitrace_core.speech`).
+        asr_model: transformers speech-recognition checkpoint (Hub id or folder) used for
+            segments when an item has no transcript.
+        segment_min_seconds, segment_max_seconds, segment_max_gap_seconds: adjacent speech
+            segments are merged into sentence-sized units of at least ``min`` and at most
+            ``max`` seconds, across pauses of at most ``max_gap`` seconds (no segment is split).
     """
 
     audio_bin_seconds: float = 1.0
@@ -106,12 +118,25 @@ class SourceConfig(_Config):
     use_audio_in_video: bool = True
     video_fps: float = 2.0
     video_max_frames: int = 768
+    audio_units: str = "bins"
+    asr_model: str = "openai/whisper-small"
+    segment_min_seconds: float = 2.0
+    segment_max_seconds: float = 30.0
+    segment_max_gap_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.audio_bin_seconds > 0, "audio_bin_seconds must be > 0")
         _check(self.video_bin_seconds > 0, "video_bin_seconds must be > 0")
         _check(self.video_fps > 0, "video_fps must be > 0")
         _check(self.video_max_frames >= 2, "video_max_frames must be >= 2")
+        _check(self.audio_units in AUDIO_UNITS,
+               f"audio_units must be one of {list(AUDIO_UNITS)}, got {self.audio_units!r}")
+        _check(isinstance(self.asr_model, str) and bool(self.asr_model.strip()),
+               "asr_model must name a speech-recognition checkpoint (Hub id or folder)")
+        _check(self.segment_max_seconds > 0, "segment_max_seconds must be > 0")
+        _check(0 <= self.segment_min_seconds <= self.segment_max_seconds,
+               "segment_min_seconds must be in [0, segment_max_seconds]")
+        _check(self.segment_max_gap_seconds >= 0, "segment_max_gap_seconds must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from .nlp import segment_generation
 from .result import GeneratedToken, ItemInfo, Span, TraceResult
 from .signals import Signal, get_signal
 from .sources import SourceSet, build_sources
+from .speech import ItemSegments, Recognizer, TransformersRecognizer, plan_units, resolve_segments
 from .spans import curate_spans
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,9 @@ class Tracer:
         signal: default signal name (``list_signals()``) or instance.
         generation, sources, curation: default settings; each call may override them.
         system_prompt: None for the backend's default system prompt, "" for none.
+        recognizer: speech recogniser for audio items whose units are speech segments and that
+            bring no transcript (see :mod:`omnitrace_core.speech`); None loads
+            ``SourceConfig.asr_model`` with transformers on first need and keeps it.
 
     Example:
         >>> tracer = Tracer.from_pretrained("Qwen/Qwen2.5-Omni-7B", dtype="bfloat16")
@@ -141,13 +145,17 @@ class Tracer:
 
     def __init__(self, backend: Backend, *, signal: str | Signal = "attmean",
                  generation: GenerationConfig = GenerationConfig(), sources: SourceConfig = SourceConfig(),
-                 curation: CurationConfig = CurationConfig(), system_prompt: str | None = None) -> None:
+                 curation: CurationConfig = CurationConfig(), system_prompt: str | None = None,
+                 recognizer: Recognizer | None = None) -> None:
         self.backend = backend
         self.signal = get_signal(signal)
         self.generation = generation
         self.sources = sources
         self.curation = curation
         self.system_prompt = system_prompt
+        self.recognizer = recognizer
+        self._recognizers: dict[str, Recognizer] = {}  # loaded on first need, per asr_model
+        self._recognizer_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, model_id: str | Path, *, dtype: str | torch.dtype = "auto", device: str | None = None,
@@ -190,15 +198,21 @@ class Tracer:
         backend = self.backend
         t_start = time.perf_counter()
         prepare_kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
+        plan = plan_units(items, src_config)  # reads transcripts: a bad one fails before media decoding
         prepared = backend.prepare(items, src_config, **prepare_kwargs)
-        source_set = build_sources(prepared.layout, items, src_config, labels=prepared.labels)
+        t_speech = time.perf_counter()
+        speech = resolve_segments(items, plan, src_config, prepared.layout.durations,
+                                  lambda: self._recognizer(src_config), getattr(backend, "limits", MediaLimits()))
+        t_speech = time.perf_counter() - t_speech
+        source_set = build_sources(prepared.layout, items, src_config, labels=prepared.labels,
+                                   segments={i: s.segments for i, s in speech.items() if s.segments})
         t_prepared = time.perf_counter()
 
         device = backend.input_device
         reducer = _Reducer(source_set, prepared.length, device)
         eos = backend.eos_token_ids
         choose = _Choice(gen, device, eos)
-        layers = signal_obj.layers(backend.num_layers)
+        layers = backend.signal_layers(signal_obj)
         cache = backend.prefill(prepared)
         t_prefilled = time.perf_counter()
 
@@ -209,7 +223,7 @@ class Tracer:
         stop_reason = "max_new_tokens"
         first_token_s = None
         context = dict(items=items, prepared=prepared, sources=source_set, signal=signal_obj.name,
-                       generation=gen, source_config=src_config, curation=cur)
+                       generation=gen, source_config=src_config, curation=cur, speech=speech)
         for index in range(gen.max_new_tokens):
             if stop is not None and stop.is_set():
                 stop_reason = "stopped"
@@ -238,6 +252,7 @@ class Tracer:
         decode_s = t_end - t_prefilled
         timings = {
             "prepare_s": t_prepared - t_start,
+            "speech_s": t_speech,
             "prefill_s": t_prefilled - t_prepared,
             "decode_s": decode_s,
             "total_s": t_end - t_start,
@@ -250,6 +265,15 @@ class Tracer:
             last_unit, last_conf = self._step_trace(source_set, packed[-1], cur)
         yield TraceStep(index=len(generated) - 1, token_id=generated[-1] if generated else -1, token_text="",
                         text=result.text, unit=last_unit, confidence=last_conf, result=result, done=True)
+
+    def _recognizer(self, config: SourceConfig) -> Recognizer:
+        """The tracer's recogniser, or ``config.asr_model`` loaded once and kept."""
+        if self.recognizer is not None:
+            return self.recognizer
+        with self._recognizer_lock:
+            if config.asr_model not in self._recognizers:
+                self._recognizers[config.asr_model] = TransformersRecognizer(config.asr_model)
+            return self._recognizers[config.asr_model]
 
     def _decode_step(self, prepared, signal_obj: Signal, layers, token: int, position: int, cache: Any,
                      reducer: _Reducer, choose: _Choice, generated: list[int]) -> tuple[int, np.ndarray]:
@@ -280,7 +304,7 @@ class Tracer:
     def _assemble(self, generated: list[int], offsets: list[tuple[int, int]], packed: list[np.ndarray],
                   stop_reason: str, timings: dict[str, float], *, items: Sequence[Item], prepared, sources: SourceSet,
                   signal: str, generation: GenerationConfig, source_config: SourceConfig,
-                  curation: CurationConfig) -> TraceResult:
+                  curation: CurationConfig, speech: Mapping[int, ItemSegments]) -> TraceResult:
         backend = self.backend
         text = backend.decode(generated)
         A = sources.num_atoms
@@ -300,7 +324,8 @@ class Tracer:
                 index=index, modality=item.modality, label=prepared.labels[index],
                 is_prompt=isinstance(item, TextItem) and item.is_prompt,
                 text=item.text if isinstance(item, TextItem) else None, path=path,
-                grid=prepared.layout.grids.get(index), media=prepared.media.get(index, {})))
+                grid=prepared.layout.grids.get(index),
+                media={**prepared.media.get(index, {}), **(speech[index].info() if index in speech else {})}))
         bare_spans = tuple(
             Span(index=k, text=text[s.char_start:s.char_end], char_start=s.char_start, char_end=s.char_end,
                  token_start=s.token_start, token_end=s.token_end, sources=())

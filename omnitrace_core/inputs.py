@@ -38,19 +38,31 @@ class ImageItem:
 
 @dataclass(frozen=True)
 class AudioItem:
-    """An audio clip: a file path (any container PyAV reads) or a ``(waveform, sampling_rate)`` pair."""
+    """An audio clip: a file path (any container PyAV reads) or a ``(waveform, sampling_rate)`` pair.
+
+    ``transcript`` picks the item's source units: None follows ``SourceConfig.audio_units``;
+    ``"bins"`` (time bins) or ``"asr"`` (speech segments from the recogniser) force a mode; a
+    path to an .srt / .vtt / .json transcript, transcript text, or a list of ``{start, end,
+    text}`` segments gives the speech segments (see :mod:`omnitrace_core.speech`).
+    """
 
     source: Any
     name: str = ""
+    transcript: Any = None
     modality: str = field(default="audio", init=False)
 
 
 @dataclass(frozen=True)
 class VideoItem:
-    """A video file; its audio track is traced too when the source config asks for it."""
+    """A video file; its audio track is traced too when the source config asks for it.
+
+    ``transcript`` is as for :class:`AudioItem`; speech segments then cut the video's timeline
+    (both tracks) instead of time bins.
+    """
 
     source: Any
     name: str = ""
+    transcript: Any = None
     modality: str = field(default="video", init=False)
 
 
@@ -119,6 +131,8 @@ def items_from_question(
 
     Each entry is a one-key mapping: ``{"text": str | [str, ...]}``, ``{"image": path | [path, ...]}``,
     ``{"audio": path}`` or ``{"video": path}``. Relative paths resolve against ``bases`` in order.
+    An audio or video entry may add ``"transcript"``: a path to an .srt / .vtt / .json file
+    (resolved like media paths), an inline list of ``{start, end, text}``, or ``"asr"`` / ``"bins"``.
     """
     items: list[Item] = []
     for index, entry in enumerate(question):
@@ -132,6 +146,7 @@ def items_from_question(
             )
         kind = keys[0]
         values = entry[kind] if isinstance(entry[kind], list) else [entry[kind]]
+        transcript = _entry_transcript(entry, index, kind, len(values), bases)
         for value in values:
             if kind == "text":
                 if not isinstance(value, str):
@@ -139,8 +154,35 @@ def items_from_question(
                 items.append(TextItem(value))
             else:
                 path = _resolve_path(value, kind, bases)
-                items.append(_MEDIA_TYPES[kind](str(path), name=Path(value).name))
+                extra = {} if transcript is None else {"transcript": transcript}
+                items.append(_MEDIA_TYPES[kind](str(path), name=Path(value).name, **extra))
     return items
+
+
+def _entry_transcript(entry: Mapping[str, Any], index: int, kind: str, count: int, bases: Sequence[Path]) -> Any:
+    """The ``transcript`` of a question entry: a keyword, an inline list, or a resolved file path.
+
+    The transcript itself is read when the sample is traced (before any media is decoded).
+    """
+    value = entry.get("transcript")
+    if value is None:
+        return None
+    where = f"question entry {index}"
+    if kind not in ("audio", "video"):
+        raise InputError(f"{where}: 'transcript' belongs to an audio or video entry, not to '{kind}'")
+    if count != 1:
+        raise InputError(f"{where}: a 'transcript' needs a single {kind} file; give each {kind} its own entry")
+    if isinstance(value, list) or (isinstance(value, str) and value.strip().lower() in ("asr", "bins")):
+        return value
+    if not isinstance(value, str):
+        raise InputError(f"{where}: 'transcript' must be a path to an .srt, .vtt or .json file, a list of "
+                         '{"start", "end", "text"} segments, "asr" or "bins"')
+    path = _resolve_path(value, "transcript", bases)
+    if not path.is_file():
+        searched = f"'{path}'" if Path(value).expanduser().is_absolute() else ", ".join(f"'{b / value}'" for b in bases)
+        raise InputError(f"{where}: transcript file '{value}' does not exist (looked for it at {searched}); "
+                         "fix the path or pass --media-root")
+    return str(path)
 
 
 def sample_keys(samples: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from .. import layout as L
 from ..config import SourceConfig
 from ..inputs import Item, TextItem
 from ..nlp import sentence_spans
+
+if TYPE_CHECKING:
+    from ..speech import SpeechSegment
 
 # Atom kinds
 ATOM_TEXT, ATOM_TILE, ATOM_AUDIO, ATOM_VISUAL = "text", "tile", "audio", "visual"
@@ -28,6 +31,7 @@ class SourceUnit:
         label: short human-readable description.
         char_start, char_end: the sentence's range in its text item (text units).
         time_start, time_end: seconds (audio and video units).
+        text: what is said in a speech-segment unit (None for every other unit).
     """
 
     index: int
@@ -38,6 +42,7 @@ class SourceUnit:
     char_end: int | None = None
     time_start: float | None = None
     time_end: float | None = None
+    text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -189,8 +194,65 @@ def _add_timeline(asm: _Assembler, layout: L.TokenLayout, index: int, modality: 
             asm.position_atom[pos] = bin_atoms[atom_kind][k]
 
 
+def _excerpt(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _add_segments(asm: _Assembler, layout: L.TokenLayout, index: int, modality: str, label: str,
+                  segments: Sequence["SpeechSegment"], tracks: Sequence[tuple[int, str]],
+                  gap_width: float | None) -> None:
+    """Speech-segment units of an audio or video item.
+
+    A token belongs to the segment holding its midpoint. Audio tokens outside every segment are
+    silence and feed no unit. For a video, the visual track between segments is cut into
+    visual-only bins of ``gap_width`` (pauses shorter than half a bin go to the nearest unit),
+    so what is *seen* while nobody speaks stays attributable.
+    """
+    duration = layout.durations[index]
+    pieces: list[tuple[float, float, str | None]] = []  # (start, end, text or None for a gap bin)
+    cursor = 0.0
+
+    def gap(t0: float, t1: float) -> None:
+        if gap_width is None or t1 - t0 < 0.5 * gap_width:
+            return
+        count = max(1, round((t1 - t0) / gap_width))  # equal bins: no sliver at the end of a pause
+        pieces.extend((t0 + k * (t1 - t0) / count, t0 + (k + 1) * (t1 - t0) / count, None) for k in range(count))
+
+    for seg in sorted(segments, key=lambda s: s.start):
+        gap(cursor, seg.start)
+        pieces.append((seg.start, seg.end, seg.text))
+        cursor = max(cursor, seg.end)
+    gap(cursor, duration)
+
+    atoms: dict[str, list[int]] = {kind: [] for _, kind in tracks}
+    for t0, t1, text in pieces:
+        if text is None:
+            unit = asm.unit(modality=modality, item=index, label=f"{label} {t0:.1f}-{t1:.1f}s (no speech)",
+                            time_start=t0, time_end=t1)
+        else:
+            quoted = f' "{_excerpt(text)}"' if text.strip() else ""
+            unit = asm.unit(modality=modality, item=index, label=f"{label} {t0:.1f}-{t1:.1f}s{quoted}",
+                            time_start=t0, time_end=t1, text=text)
+        for _, kind in tracks:
+            atoms[kind].append(asm.atom(unit, kind) if text is not None or kind == ATOM_VISUAL else -1)
+    starts = np.array([p[0] for p in pieces])
+    ends = np.array([p[1] for p in pieces])
+    for token_kind, atom_kind in tracks:
+        kind_atoms = np.array(atoms[atom_kind], dtype=np.int64)
+        positions = layout.positions(token_kind, index)
+        mids = 0.5 * (layout.time_start[positions] + layout.time_end[positions])
+        k = np.clip(np.searchsorted(starts, mids, side="right") - 1, 0, None)  # last piece starting <= mid
+        inside = (starts[k] <= mids) & (mids < ends[k]) & (kind_atoms[k] >= 0)
+        asm.position_atom[positions[inside]] = kind_atoms[k[inside]]
+        if atom_kind == ATOM_VISUAL:
+            for pos, mid in zip(positions[~inside], mids[~inside]):  # in a short pause: the nearest unit
+                asm.position_atom[pos] = kind_atoms[int(np.argmin(np.maximum(starts - mid, mid - ends)))]
+
+
 def build_sources(
-    layout: L.TokenLayout, items: Sequence[Item], config: SourceConfig, labels: Sequence[str] | None = None
+    layout: L.TokenLayout, items: Sequence[Item], config: SourceConfig, labels: Sequence[str] | None = None,
+    segments: Mapping[int, Sequence["SpeechSegment"]] | None = None,
 ) -> SourceSet:
     """Cut the inputs into source units and map every prompt position to an atom.
 
@@ -199,10 +261,14 @@ def build_sources(
         items: the input items, in the order the layout's ``item`` indices refer to.
         config: source settings (bin widths, prompt inclusion, line splitting).
         labels: display names of the items (defaults to the modality and ordinal).
+        segments: item index -> speech segments (in time order, not overlapping, within the
+            item's duration) for audio and video items whose units are speech segments
+            instead of time bins (see :mod:`omnitrace_core.speech`).
     """
     from ..inputs import item_label
 
     asm = _Assembler(len(layout))
+    segments = segments or {}
     for index, item in enumerate(items):
         label = labels[index] if labels else item_label(item)
         if item.modality == "text":
@@ -211,6 +277,11 @@ def build_sources(
             _add_text(asm, layout, index, item, config)
         elif item.modality == "image":
             _add_image(asm, layout, index, label)
+        elif item.modality == "audio" and segments.get(index):
+            _add_segments(asm, layout, index, "audio", label, segments[index], [(L.AUDIO, ATOM_AUDIO)], None)
+        elif item.modality == "video" and segments.get(index):
+            _add_segments(asm, layout, index, "video", label, segments[index],
+                          [(L.VIDEO_VISUAL, ATOM_VISUAL), (L.VIDEO_AUDIO, ATOM_AUDIO)], config.video_bin_seconds)
         elif item.modality == "audio":
             _add_timeline(asm, layout, index, "audio", label, config.audio_bin_seconds, [(L.AUDIO, ATOM_AUDIO)])
         elif item.modality == "video":
