@@ -33,7 +33,7 @@ class InputLimits:
         max_file_mb: largest uploaded media file, in MiB.
         max_image_pixels: largest image, width x height.
         max_audio_seconds / max_video_seconds: longest audio / video.
-        max_prompt_tokens: largest estimated prompt (text + image + audio + video tokens).
+        max_prompt_tokens: largest prompt in tokens (text + image + audio + video), checked exactly before the model runs.
         max_items: most input items in one prompt.
         max_new_tokens: the ceiling of the generation-length slider.
     """

@@ -16,7 +16,7 @@ import gradio as gr
 from omnitrace_core import (ConfigError, GenerationConfig, InputError, SourceConfig, TraceResult, Tracer,
                             list_signals)
 
-from .input_checks import check_run, check_token_budget, default_system_prompt, estimate_prompt_tokens
+from .input_checks import check_run
 from .rendering import ViewContext, status_html
 from .session import ComposedItem, Session
 from .settings import InputLimits
@@ -46,10 +46,14 @@ def model_stream(tracer: Tracer) -> Callable[..., Iterator[Any]]:
     return stream
 
 
-def run_settings(max_new_tokens: float, audio_bin: float, video_bin: float,
-                 include_prompt: bool) -> tuple[GenerationConfig, SourceConfig]:
-    """Greedy decoding (deterministic, so other signals can re-trace the same generation)."""
-    generation = GenerationConfig(max_new_tokens=int(max_new_tokens))
+def run_settings(max_new_tokens: float, audio_bin: float, video_bin: float, include_prompt: bool,
+                 limits: InputLimits | None = None) -> tuple[GenerationConfig, SourceConfig]:
+    """Greedy decoding (deterministic, so other signals can re-trace the same generation).
+
+    The engine refuses a prompt over ``limits.max_prompt_tokens`` before the model runs.
+    """
+    generation = GenerationConfig(max_new_tokens=int(max_new_tokens),
+                                  max_prompt_tokens=limits.max_prompt_tokens if limits else None)
     sources = SourceConfig(audio_bin_seconds=float(audio_bin), video_bin_seconds=float(video_bin),
                            include_prompt=bool(include_prompt))
     return generation, sources
@@ -73,14 +77,12 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
         raise InputError(f"unknown signal '{signal}'; choose one of {', '.join(list_signals())}")
     if not 1 <= int(max_new_tokens) <= limits.max_new_tokens:
         raise InputError(f"generation length must be between 1 and {limits.max_new_tokens} tokens")
-    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt)
-    estimate = estimate_prompt_tokens(items, tracer.backend.processor, sources, default_system_prompt(tracer))
-    check_token_budget(estimate, limits)
+    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt, limits)
     engine_items = tuple(item.to_engine() for item in items)
     session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
     budget = generation.max_new_tokens
     yield (ctx.explorer(session, None, items=items, pending="", progress=0.0),
-           status_html("running", f"Preparing ~{estimate} prompt tokens...", f"signal {signal}"))
+           status_html("running", "Preparing the prompt...", f"signal {signal}"))
 
     snapshot: TraceResult | None = None
     last_yield = time.monotonic()
@@ -113,7 +115,7 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
     state = "stopped" if final.stop_reason == "stopped" else "done"
     verb = "Stopped" if state == "stopped" else "Done"
     detail = (f"{len(final.spans)} sentence(s) \u00b7 {final.timings.get('total_s', 0):.1f} s \u00b7 "
-              f"prompt {int(getattr(final, 'prompt_tokens', 0))} tokens \u00b7 end: {final.stop_reason}")
+              f"prompt {final.prompt_tokens} tokens \u00b7 end: {final.stop_reason}")
     yield ctx.explorer(session), status_html(state, f"{verb}: {len(final.tokens)} tokens traced with {signal}.", detail)
 
 

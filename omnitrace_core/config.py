@@ -71,6 +71,7 @@ class GenerationConfig(_Config):
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     seed: int | None = None
+    max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
@@ -81,6 +82,7 @@ class GenerationConfig(_Config):
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.repetition_penalty > 0, "repetition_penalty must be > 0")
         _check(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0")
+        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be >= 1")
 
 
 #: Source-unit modes of audio (and of the audio track of videos): fixed time bins or speech segments.

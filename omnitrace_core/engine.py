@@ -22,6 +22,7 @@ import torch
 from .backends import Backend, load_backend
 from .capture import AttentionRecorder, recording
 from .config import CurationConfig, GenerationConfig, SourceConfig
+from .errors import InputError
 from .inputs import Item, TextItem, validate_items
 from .media import MediaLimits
 from .nlp import segment_generation
@@ -200,6 +201,10 @@ class Tracer:
         prepare_kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
         plan = plan_units(items, src_config)  # reads transcripts: a bad one fails before media decoding
         prepared = backend.prepare(items, src_config, **prepare_kwargs)
+        if gen.max_prompt_tokens is not None and prepared.length > gen.max_prompt_tokens:
+            raise InputError(
+                f"the prompt is {prepared.length} tokens, over the limit of {gen.max_prompt_tokens}: use fewer or "
+                "shorter media, smaller images, or a lower video frame rate")
         t_speech = time.perf_counter()
         speech = resolve_segments(items, plan, src_config, prepared.layout.durations,
                                   lambda: self._recognizer(src_config), getattr(backend, "limits", MediaLimits()))

@@ -72,7 +72,8 @@ class SpanSource:
 
     ``share`` is the source's share of the span's vote. Text sources carry character offsets in
     their item; image sources carry ``tile_scores`` (row-major, max 1) over ``grid``; audio and
-    video sources carry times in seconds; video sources carry ``tracks`` (visual/audio shares).
+    video sources carry times in seconds (and ``text``, the words said, when the unit is a speech
+    segment); video sources carry ``tracks`` (visual/audio shares).
     """
 
     unit: int
@@ -85,6 +86,7 @@ class SpanSource:
     char_end: int | None = None
     time_start: float | None = None
     time_end: float | None = None
+    text: str | None = None
     grid: tuple[int, int] | None = None
     tile_scores: tuple[float, ...] | None = None
     tracks: Mapping[str, float] | None = None

@@ -19,7 +19,8 @@ def _describe(result: "TraceResult", unit: int, share: float, rescued: bool,
     """Build a SpanSource, with tile scores / track shares from the tokens traced to ``unit``."""
     u = result.units[unit]
     src = dict(unit=unit, modality=u.modality, item=u.item, label=u.label, share=float(share), rescued=rescued,
-               char_start=u.char_start, char_end=u.char_end, time_start=u.time_start, time_end=u.time_end)
+               char_start=u.char_start, char_end=u.char_end, time_start=u.time_start, time_end=u.time_end,
+               text=u.text if u.modality in ("audio", "video") else None)
     atoms = np.flatnonzero(result.sources.atom_unit == unit)
     evidence = (weights[:, None] * result.atom_sum[np.ix_(tokens, atoms)]).sum(axis=0) if len(tokens) else np.zeros(len(atoms))
     if u.modality == "image":

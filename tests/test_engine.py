@@ -243,3 +243,11 @@ def test_bad_input_raises_a_clear_error(tracer, tmp_path, make_items, error, mes
 def test_min_new_tokens_suppresses_eos(tracer, media):
     result = tracer.trace([TextItem("Say something.")], generation=GenerationConfig(max_new_tokens=9, min_new_tokens=9))
     assert len(result.tokens) == 9 and result.stop_reason == "max_new_tokens"
+
+
+def test_prompt_over_the_token_limit_is_refused_before_the_model_runs(tracer, media, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tracer.backend, "prefill", lambda *a, **k: calls.append(1))
+    with pytest.raises(InputError, match=r"the prompt is \d+ tokens, over the limit of 10"):
+        tracer.trace(_items(media, video=False), generation=GenerationConfig(max_prompt_tokens=10))
+    assert calls == []

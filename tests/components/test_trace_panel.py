@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from components.input_checks import check_run, default_system_prompt, estimate_prompt_tokens
+from components.input_checks import check_run
 from components.session import ComposedItem, Session
 from components.settings import InputLimits
 from components.trace_panel import run_settings, run_trace, stop_trace
@@ -106,16 +106,17 @@ def test_bad_settings_are_refused(tracer, view_context):
         list(run_trace(tracer, view_context, LIMITS, Session(), items, "attmean", 10_000, 1.0, 1.0, False))
 
 
-def test_token_budget(tracer, view_context, media):
+def test_token_budget_is_the_real_prompt_length(tracer, view_context, media):
     items = [ComposedItem(kind="image", path=str(media["image_a"]), name="a.png", width=112, height=84),
              ComposedItem(kind="audio", path=str(media["audio"]), name="t.wav", duration=3.0),
              ComposedItem(kind="text", text="word " * 50)]
     _, sources = run_settings(4, 1.0, 1.0, False)
-    estimate = estimate_prompt_tokens(items, tracer.backend.processor, sources, default_system_prompt(tracer))
-    prepared = tracer.backend.prepare([i.to_engine() for i in items], sources)
-    assert abs(estimate - prepared.length) <= 0.1 * prepared.length  # close to the real prompt
-    tight = InputLimits(max_prompt_tokens=estimate - 1)
-    with pytest.raises(InputError, match="over the limit"):
+    length = tracer.backend.prepare([i.to_engine() for i in items], sources).length
+    exact = InputLimits(max_prompt_tokens=length)
+    runs = list(run_trace(tracer, view_context, exact, Session(), items, "attmean", 2, 1.0, 1.0, False))
+    assert runs  # a prompt of exactly the limit runs
+    tight = InputLimits(max_prompt_tokens=length - 1)
+    with pytest.raises(InputError, match=f"the prompt is {length} tokens, over the limit of {length - 1}"):
         list(run_trace(tracer, view_context, tight, Session(), items, "attmean", 4, 1.0, 1.0, False))
 
 

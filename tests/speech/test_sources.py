@@ -79,7 +79,7 @@ def test_recognised_segments_trace_end_to_end_and_carry_their_text(tracer, speec
     for src in cited:
         unit = result.units[src.unit]
         assert src.modality == "audio" and (src.time_start, src.time_end) == (unit.time_start, unit.time_end)
-        assert unit.text in src.label
+        assert unit.text in src.label and src.text == unit.text
     unit_of_token, _ = result.token_trace()
     assert set(unit_of_token.tolist()) <= {0, 1}
 
