@@ -10,15 +10,11 @@ full-page PNG. Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 from pathlib import Path
 
+from .browser import chromium_path, launch_chromium
 from .settings import REPO_ROOT, AppSettings
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--force-device-scale-factor=1"]
 
 
 def _free_port() -> int:
@@ -34,7 +30,7 @@ def take_screenshot(out: Path, signal: str = "attgrads", example: int = 0, width
     from .blocks import build_app, launch_options
     from .model_loading import load_tracer
 
-    chromium = shutil.which("chromium")
+    chromium = chromium_path()
     if chromium is None:
         raise SystemExit("Debian's chromium is needed: apt-get install chromium")
     settings = AppSettings(port=_free_port(), default_new_tokens=24)
@@ -43,7 +39,7 @@ def take_screenshot(out: Path, signal: str = "attgrads", example: int = 0, width
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+            browser = launch_chromium(pw, chromium)
             page = browser.new_page(viewport={"width": width, "height": 1000})
             page.goto(f"http://127.0.0.1:{settings.port}/")
             page.wait_for_selector("#ot-explorer .ot-root", timeout=30_000)

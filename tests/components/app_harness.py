@@ -9,7 +9,6 @@ session. Browser helpers launch Debian's chromium through the playwright package
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from components.browser import chromium_path, launch_chromium
+
 _SHARED: dict[str, Any] = {}
 
 
@@ -62,7 +61,7 @@ def _close() -> None:
 
 def require_chromium() -> str:
     """Path of Debian's chromium: skip without it, but fail on CI (which installs it)."""
-    path = shutil.which("chromium")
+    path = chromium_path()
     if path is None:
         message = "Debian's chromium is not installed (apt-get install chromium); browser tests need it"
         if os.environ.get("CI", "").lower() == "true":
@@ -85,7 +84,7 @@ def shared_browser(request: pytest.FixtureRequest):
 
         pw = sync_playwright().start()
         # launch() gives the browser a fresh temporary user-data-dir of its own
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        browser = launch_chromium(pw, executable)
         _SHARED.update(playwright=pw, browser=browser)
         request.config.add_cleanup(_close)
     return _SHARED["browser"]
