@@ -7,13 +7,14 @@ Handlers are plain functions over a list of :class:`ComposedItem` (kept in a per
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import gradio as gr
 
 from omnitrace_core import InputError
+from omnitrace_core.speech import load_transcript, validate_segments
 
 from .explorer_view import esc
 from .input_checks import EXTENSIONS, check_media, check_text
@@ -56,6 +57,44 @@ def add_files(items: Sequence[ComposedItem], files: Sequence[str] | None,
         out.append(ComposedItem(kind=info["kind"], path=str(path), name=name, width=info.get("width", 0),
                                 height=info.get("height", 0), duration=info.get("duration", 0.0)))
     return out, problems
+
+
+UNIT_MODES = (("Time bins", "bins"), ("Speech recognition (ASR)", "asr"), ("Transcript file", "transcript"))
+TRANSCRIPT_TYPES = (".srt", ".vtt", ".json")
+
+
+def timed_items(items: Sequence[ComposedItem]) -> list[tuple[str, int]]:
+    """Dropdown choices: the audio and video items, by position."""
+    return [(f"#{k + 1} {item.summary()}", k) for k, item in enumerate(items) if item.kind in ("audio", "video")]
+
+
+def set_units(items: Sequence[ComposedItem], index: int | None, mode: str,
+              transcript_path: str | None) -> list[ComposedItem]:
+    """Choose the source units of one audio or video item: time bins, ASR segments or a transcript.
+
+    An uploaded transcript is read and checked against the item's duration here, so a bad file
+    is reported at once, not when tracing.
+    """
+    if index is None or not 0 <= int(index) < len(items) or items[int(index)].kind not in ("audio", "video"):
+        raise InputError("choose an audio or video item first")
+    index = int(index)
+    item = items[index]
+    if mode == "bins":
+        transcript = ""
+    elif mode == "asr":
+        transcript = "asr"
+    elif mode == "transcript":
+        if not transcript_path:
+            raise InputError("upload a transcript file first (.srt, .vtt or .json)")
+        if Path(transcript_path).suffix.lower() not in TRANSCRIPT_TYPES:
+            raise InputError(f"{Path(transcript_path).name}: a transcript must be an .srt, .vtt or .json file")
+        validate_segments(load_transcript(transcript_path), duration=item.duration or None)
+        transcript = str(transcript_path)
+    else:
+        raise InputError(f"unknown source-unit mode '{mode}'; choose one of {[m for _, m in UNIT_MODES]}")
+    out = list(items)
+    out[index] = replace(item, transcript=transcript)
+    return out
 
 
 def move_item(items: Sequence[ComposedItem], index: int, delta: int) -> list[ComposedItem]:
@@ -145,7 +184,21 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
         with gr.Row():
             sample_key = gr.Dropdown(label="Sample", choices=[], interactive=True, scale=3)
             load_btn = gr.Button("Load sample", size="sm", scale=1)
+    with gr.Tab("Speech"):
+        gr.Markdown("Source units of an audio or video item: fixed time bins, speech segments found by a "
+                    "speech recogniser, or the segments of your own transcript.", elem_classes="ot-hint")
+        speech_item = gr.Dropdown(label="Audio or video item", choices=[], interactive=True, elem_id="ot-speech-item")
+        speech_mode = gr.Radio(choices=list(UNIT_MODES), value="bins", label="Source units", elem_id="ot-speech-mode")
+        transcript_file = gr.File(label="Transcript (.srt, .vtt or .json)", file_types=list(TRANSCRIPT_TYPES),
+                                  elem_id="ot-transcript-in", height=100)
+        speech_apply = gr.Button("Apply", size="sm", elem_id="ot-speech-apply")
     clear_btn = gr.Button("Clear all items", size="sm", variant="secondary", elem_id="ot-clear")
+
+    def on_set_units(current, index, mode, transcript):
+        try:
+            return set_units(current, index, mode, transcript)
+        except InputError as exc:
+            raise _gr_error(exc) from exc
 
     def on_add_text(current, value, prompt):
         try:
@@ -183,6 +236,9 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
     sample_upload.upload(on_sample_upload, sample_upload, [sample_state, sample_key], api_name="read_samples")
     load_btn.click(on_load_sample, [sample_state, sample_key], items, api_name="load_sample")
     clear_btn.click(lambda: [], None, items, api_name="clear_items")
+    items.change(lambda current: gr.update(choices=timed_items(current), value=None), items, speech_item,
+                 api_visibility="private")
+    speech_apply.click(on_set_units, [items, speech_item, speech_mode, transcript_file], items, api_name="set_units")
 
     return ComposePanel(items=items)
 

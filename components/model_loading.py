@@ -51,13 +51,14 @@ def load_tracer(settings: AppSettings):
     Returns:
         (tracer, display name of the model, device).
     """
-    from omnitrace_core import Tracer
+    from omnitrace_core import SourceConfig, Tracer
 
     if settings.is_default_model:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing of the default model is on the Hub
         folder = tiny_model_folder()
         device = settings.device or "cpu"
-        tracer = Tracer.from_pretrained(folder, device=device, dtype="float32", limits=settings.limits.media_limits())
+        tracer = Tracer.from_pretrained(folder, device=device, dtype="float32", limits=settings.limits.media_limits(),
+                                        sources=SourceConfig(asr_model=settings.asr_model))
         return tracer, TINY_MODEL_NAME, device
     model = settings.model
     if is_local(model):
@@ -66,5 +67,6 @@ def load_tracer(settings: AppSettings):
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     logger.info("loading %s on %s (%s)", model, device, dtype)
-    tracer = Tracer.from_pretrained(model, device=device, dtype=dtype, limits=settings.limits.media_limits())
+    tracer = Tracer.from_pretrained(model, device=device, dtype=dtype, limits=settings.limits.media_limits(),
+                                    sources=SourceConfig(asr_model=settings.asr_model))
     return tracer, settings.model, device

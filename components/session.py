@@ -45,7 +45,9 @@ class ComposedItem:
         is_prompt: the text is the task instruction (not a source unless asked).
         path: the media file (media items).
         name: display name of the media file.
-        width, height, duration: what the upload check measured (for the token estimate).
+        width, height, duration: what the upload check measured.
+        transcript: source units of an audio or video item: "" time bins, "asr" speech segments
+            from the recogniser, or the path of an uploaded transcript (.srt, .vtt, .json).
     """
 
     kind: str
@@ -56,13 +58,24 @@ class ComposedItem:
     width: int = 0
     height: int = 0
     duration: float = 0.0
+    transcript: str = ""
 
     def to_engine(self):
         """The engine's item for this one."""
         if self.kind == "text":
             return TextItem(self.text, is_prompt=self.is_prompt)
-        cls = {"image": ImageItem, "audio": AudioItem, "video": VideoItem}[self.kind]
-        return cls(self.path, name=self.name)
+        if self.kind == "image":
+            return ImageItem(self.path, name=self.name)
+        cls = AudioItem if self.kind == "audio" else VideoItem
+        return cls(self.path, name=self.name, transcript=self.transcript or None)
+
+    def units_label(self) -> str:
+        """How an audio or video item is cut into source units ("" for other items)."""
+        if self.kind not in ("audio", "video"):
+            return ""
+        if self.transcript == "asr":
+            return "speech (ASR)"
+        return f"transcript {Path(self.transcript).name}" if self.transcript else "time bins"
 
     def info(self, index: int) -> ItemInfo:
         """A stand-in for the result's ItemInfo, to show inputs before a trace exists."""
@@ -75,12 +88,10 @@ class ComposedItem:
             words = " ".join(self.text.split())
             return (words[:70] + "...") if len(words) > 70 else words
         name = self.name or Path(self.path).name
-        if self.kind == "image" and self.width:
-            return f"{name} ({self.width}x{self.height})"
-        return f"{name} ({self.duration:.1f} s)" if self.duration else name
-
-    def measures(self) -> dict[str, Any]:
-        return {"width": self.width, "height": self.height, "duration": self.duration}
+        if self.kind == "image":
+            return f"{name} ({self.width}x{self.height})" if self.width else name
+        timed = f"{name} ({self.duration:.1f} s)" if self.duration else name
+        return f"{timed} \u00b7 {self.units_label()}"
 
 
 @dataclass

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omnitrace_core import MediaLimits
+from omnitrace_core import MediaLimits, SourceConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -23,6 +23,7 @@ ENV_MODEL = "OMNITRACE_MODEL"
 ENV_DEVICE = "OMNITRACE_DEVICE"
 ENV_CACHE = "OMNITRACE_CACHE"
 ENV_CONCURRENCY = "OMNITRACE_CONCURRENCY"
+ENV_ASR_MODEL = "OMNITRACE_ASR_MODEL"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class AppSettings:
         default_new_tokens: initial value of the generation-length slider.
         limits: input guards.
         host / port: where to serve.
+        asr_model: speech recogniser for audio and video items set to speech segments (a Hub id or
+            a local folder of any transformers ASR checkpoint with timestamps).
     """
 
     model: str | None = None
@@ -79,6 +82,7 @@ class AppSettings:
     limits: InputLimits = field(default_factory=InputLimits)
     host: str = "127.0.0.1"
     port: int | None = None
+    asr_model: str = SourceConfig().asr_model
 
     @property
     def is_default_model(self) -> bool:
@@ -97,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     parser.add_argument("--concurrency", type=int, default=int(env.get(ENV_CONCURRENCY, "1")),
                         help="generations running at once (others queue)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="initial generation length")
+    parser.add_argument("--asr-model", default=env.get(ENV_ASR_MODEL) or SourceConfig().asr_model,
+                        help=f"speech recogniser for speech-segment units (env {ENV_ASR_MODEL})")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env["GRADIO_SERVER_PORT"]) if env.get("GRADIO_SERVER_PORT") else None)
     limits = InputLimits()
@@ -113,4 +119,4 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     new_tokens = args.max_new_tokens or (48 if args.model is None else 256)
     return AppSettings(model=args.model, device=args.device, dtype=args.dtype, concurrency=max(1, args.concurrency),
                        default_new_tokens=min(new_tokens, limits.max_new_tokens), limits=limits, host=args.host,
-                       port=args.port)
+                       port=args.port, asr_model=args.asr_model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
@@ -47,15 +47,17 @@ def model_stream(tracer: Tracer) -> Callable[..., Iterator[Any]]:
 
 
 def run_settings(max_new_tokens: float, audio_bin: float, video_bin: float, include_prompt: bool,
-                 limits: InputLimits | None = None) -> tuple[GenerationConfig, SourceConfig]:
+                 limits: InputLimits | None = None, base: SourceConfig = SourceConfig()
+                 ) -> tuple[GenerationConfig, SourceConfig]:
     """Greedy decoding (deterministic, so other signals can re-trace the same generation).
 
-    The engine refuses a prompt over ``limits.max_prompt_tokens`` before the model runs.
+    The engine refuses a prompt over ``limits.max_prompt_tokens`` before the model runs. Source
+    settings the panel has no control for (e.g. the speech recogniser) come from ``base``.
     """
     generation = GenerationConfig(max_new_tokens=int(max_new_tokens),
                                   max_prompt_tokens=limits.max_prompt_tokens if limits else None)
-    sources = SourceConfig(audio_bin_seconds=float(audio_bin), video_bin_seconds=float(video_bin),
-                           include_prompt=bool(include_prompt))
+    sources = replace(base, audio_bin_seconds=float(audio_bin), video_bin_seconds=float(video_bin),
+                      include_prompt=bool(include_prompt))
     return generation, sources
 
 
@@ -77,7 +79,7 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
         raise InputError(f"unknown signal '{signal}'; choose one of {', '.join(list_signals())}")
     if not 1 <= int(max_new_tokens) <= limits.max_new_tokens:
         raise InputError(f"generation length must be between 1 and {limits.max_new_tokens} tokens")
-    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt, limits)
+    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt, limits, tracer.sources)
     engine_items = tuple(item.to_engine() for item in items)
     session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
     budget = generation.max_new_tokens
