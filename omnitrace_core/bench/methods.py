@@ -28,7 +28,9 @@ class Measurement:
     """One method at one context length.
 
     ``status`` is "ok", "oom" (ran out of memory, or predicted to and not run), "skipped" (over
-    the time budget) or "error". ``per_token_s`` is decode time per token after the first.
+    the time budget) or "error". ``prefill_s`` is the time from the prepared input to the first
+    token (media encoders + prompt prefill + first step); ``per_token_s`` is decode time per token
+    after the first.
     """
 
     method: str
@@ -37,6 +39,7 @@ class Measurement:
     status: str = "ok"
     wall_s: float = float("nan")
     first_token_s: float = float("nan")
+    prefill_s: float = float("nan")
     per_token_s: float = float("nan")
     peak_mb: float = float("nan")
     note: str = ""
@@ -69,11 +72,12 @@ def _with_attention(backend: Backend, implementation: str):
 
 
 def _hf_generate(backend: Backend, items: Sequence[Item], sources: SourceConfig, n: int,
-                 implementation: str, keep_attentions: bool) -> tuple[float, float, int, object]:
+                 implementation: str, keep_attentions: bool) -> tuple[float, float, float, float, int, object]:
     from transformers import StoppingCriteriaList
 
     start = time.perf_counter()
     prepared = backend.prepare(items, sources)
+    ready = time.perf_counter()
     first = _FirstToken()
     with _with_attention(backend, implementation), torch.no_grad():
         out = backend.model.generate(
@@ -84,13 +88,13 @@ def _hf_generate(backend: Backend, items: Sequence[Item], sources: SourceConfig,
             scores = [torch.stack([a[0].float().mean(dim=(0, 1)) for a in step]).mean(0) for step in out.attentions]
             del scores
     end = time.perf_counter()
-    return start, first.at or end, end, prepared.length, out
+    return start, ready, first.at or end, end, prepared.length, out
 
 
 def run_plain(backend: Backend, items, sources: SourceConfig, n: int) -> Measurement:
     with PeakMemory(backend.input_device) as mem:
-        start, first, end, length, _ = _hf_generate(backend, items, sources, n, "sdpa", keep_attentions=False)
-    return Measurement("plain", length, n, wall_s=end - start, first_token_s=first - start,
+        start, ready, first, end, length, _ = _hf_generate(backend, items, sources, n, "sdpa", keep_attentions=False)
+    return Measurement("plain", length, n, wall_s=end - start, first_token_s=first - start, prefill_s=first - ready,
                        per_token_s=(end - first) / max(1, n - 1), peak_mb=mem.added_mb)
 
 
@@ -101,7 +105,7 @@ def run_ours(signal: str) -> Callable[..., Measurement]:
             result = tracer.trace(items, generation=GenerationConfig(max_new_tokens=n, min_new_tokens=n))
         t = result.timings
         return Measurement(signal, result.prompt_tokens, len(result.tokens), wall_s=t["total_s"],
-                           first_token_s=t["first_token_s"],
+                           first_token_s=t["first_token_s"], prefill_s=t["first_token_s"] - t["prepare_s"],
                            per_token_s=(t["total_s"] - t["first_token_s"]) / max(1, len(result.tokens) - 1),
                            peak_mb=mem.added_mb)
     return run
@@ -121,12 +125,13 @@ def run_naive_attention(backend: Backend, items, sources: SourceConfig, n: int, 
                            note=f"predicted {predicted / 2**30:.1f} GiB of attention maps")
     try:
         with PeakMemory(backend.input_device) as mem:
-            start, first, end, length, out = _hf_generate(backend, items, sources, n, "eager", keep_attentions=True)
+            start, ready, first, end, length, out = _hf_generate(backend, items, sources, n, "eager",
+                                                                 keep_attentions=True)
             del out
     except (torch.OutOfMemoryError, MemoryError) as exc:
         return Measurement("naive_attention", length, n, status="oom", note=type(exc).__name__)
     return Measurement("naive_attention", length, n, wall_s=end - start, first_token_s=first - start,
-                       per_token_s=(end - first) / max(1, n - 1), peak_mb=mem.added_mb)
+                       prefill_s=first - ready, per_token_s=(end - first) / max(1, n - 1), peak_mb=mem.added_mb)
 
 
 def run_naive_attgrads(backend: Backend, items, sources: SourceConfig, n: int, length: int,

@@ -45,12 +45,13 @@ def growth_exponent(points: Sequence[tuple[int, float]]) -> float:
 
 def markdown(runs: Sequence[dict], title: str) -> str:
     lines = [f"### {title}", "",
-             "| context | method | wall s | × plain | s / token | first token s | × plain | added MB | × plain | targets |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| context | method | wall s | × plain | prefill s | s / token | first token s | × plain | added MB | × plain "
+             "| targets |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for run in runs:
         for r in rows_for(run):
             if r["status"] != "ok":
-                lines.append(f"| {r['context']} | {r['method']} | {r['status']}: {r['note']} | | | | | | | |")
+                lines.append(f"| {r['context']} | {r['method']} | {r['status']}: {r['note']} | | | | | | | | |")
                 continue
             checks = []
             if r["method"] in TARGETS:
@@ -60,7 +61,8 @@ def markdown(runs: Sequence[dict], title: str) -> str:
             note = f" ({r['note']})" if r["note"] else ""
             lines.append(
                 f"| {r['context']} | {r['method']}{note} | {_fmt(r['wall_s'])} | {_fmt(r['time_ratio'])} | "
-                f"{_fmt(r['per_token_s'], '.3f')} | {_fmt(r['first_token_s'])} | {_fmt(r['first_token_ratio'])} | "
+                f"{_fmt(r.get('prefill_s', float('nan')))} | {_fmt(r['per_token_s'], '.3f')} | "
+                f"{_fmt(r['first_token_s'])} | {_fmt(r['first_token_ratio'])} | "
                 f"{_fmt(r['peak_mb'], '.0f')} | {_fmt(r['memory_ratio'])} | {', '.join(checks)} |")
     methods = []
     for run in runs:

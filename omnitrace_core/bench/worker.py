@@ -49,8 +49,8 @@ def run_length(size: str, device: str, target: int, new_tokens: int, methods: li
         if "naive_attgrads" in methods:
             release_memory()
             tokens = list(range(10, 10 + grad_tokens))  # token ids matter nothing to the cost
-            # a full forward + backward costs about three prefills; the prefill is about the first-token time
-            estimate = 3 * plain.first_token_s
+            # a full forward + backward over the prompt costs about three prefills
+            estimate = 3 * plain.prefill_s
             results.append(run_naive_attgrads(backend, items, sources, new_tokens, length, tokens, budget_s,
                                               estimate, generation_s=plain.wall_s))
     return {"target": target, "context": length, "parameters": parameter_count(backend), "device": device,
