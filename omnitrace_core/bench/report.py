@@ -43,6 +43,21 @@ def growth_exponent(points: Sequence[tuple[int, float]]) -> float:
     return math.log(m1 / m0) / math.log(c1 / c0)
 
 
+def linear_fit(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
+    """Least-squares memory = a + b * context: (b in MB per 1000 tokens, R squared); NaN below 3 points."""
+    points = [(c, m) for c, m in points if not math.isnan(m)]
+    if len(points) < 3:
+        return float("nan"), float("nan")
+    n = len(points)
+    mean_c = sum(c for c, _ in points) / n
+    mean_m = sum(m for _, m in points) / n
+    var_c = sum((c - mean_c) ** 2 for c, _ in points)
+    slope = sum((c - mean_c) * (m - mean_m) for c, m in points) / var_c
+    total = sum((m - mean_m) ** 2 for _, m in points)
+    residual = sum((m - (mean_m + slope * (c - mean_c))) ** 2 for c, m in points)
+    return slope * 1000, (1 - residual / total) if total > 0 else 1.0
+
+
 def markdown(runs: Sequence[dict], title: str) -> str:
     lines = [f"### {title}", "",
              "| context | method | wall s | × plain | prefill s | s / token | first token s | × plain | added MB | × plain "
@@ -69,9 +84,12 @@ def markdown(runs: Sequence[dict], title: str) -> str:
         for m in run["measurements"]:
             if m["method"] not in methods:
                 methods.append(m["method"])
-    lines += ["", "Memory growth with context (exponent of added memory vs context; 1 = linear, 2 = quadratic):", ""]
+    lines += ["", "Memory growth with context: exponent of added memory vs context (1 = linear, 2 = quadratic; a fixed "
+              "part, the same for every method, pulls it below 1) and a linear fit:", ""]
     for method in methods:
         points = [(run["context"], m["peak_mb"]) for run in runs for m in run["measurements"]
                   if m["method"] == method and m["status"] == "ok"]
-        lines.append(f"- {method}: {_fmt(growth_exponent(points))} over {len(points)} lengths")
+        slope, r2 = linear_fit(points)
+        fit = f"; linear fit {slope:.0f} MB per 1k tokens, R² {r2:.2f}" if not math.isnan(slope) else ""
+        lines.append(f"- {method}: exponent {_fmt(growth_exponent(points))} over {len(points)} lengths{fit}")
     return "\n".join(lines)

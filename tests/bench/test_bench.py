@@ -56,3 +56,11 @@ def test_naive_attention_reports_oom_instead_of_crashing(tracer, monkeypatch):
     assert result.status == "oom" and "GiB" in result.note
     result = methods.run_naive_attgrads(tracer.backend, [], None, 4, 8000, [1, 2], 10.0, 1.0, 1.0)
     assert result.status == "oom"
+
+
+def test_linear_fit_of_memory():
+    from omnitrace_core.bench.report import linear_fit
+
+    slope, r2 = linear_fit([(1000, 110.0), (2000, 120.0), (4000, 140.0)])
+    assert slope == pytest.approx(10.0) and r2 == pytest.approx(1.0)
+    assert math.isnan(linear_fit([(1000, 1.0), (2000, 2.0)])[0])
