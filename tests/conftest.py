@@ -39,6 +39,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "image_b": media_files.write_image(root / "b.jpg", 56, 112, seed=2),
         "audio": media_files.write_wav(root / "tone.wav", media_files.tone(440, 3.0)),
         "video": media_files.write_video(root / "clip.mp4", media_files.colour_frames(40), 10,
-                                         audio=media_files.tone(660, 4.0, 44100)),
+                                         audio=media_files.tone(660, 4.0, 44100), audio_rate=44100),
         "silent_video": media_files.write_video(root / "silent.mp4", media_files.colour_frames(25), 12.5),
     }

@@ -1,6 +1,6 @@
 """Regenerate the small synthetic media of the examples gallery (run from the repository root).
 
-    python assets/examples/make_media.py
+    PYTHONPATH=. python assets/examples/make_media.py
 
 Writes media/scene.png (a drawn scene), media/chirp.wav (3 s rising tone with two clicks) and
 media/traffic.mp4 (4 s, 160x120, 8 fps, a square crossing the frame, with a tone track). The
@@ -9,12 +9,12 @@ other files in media/ are copied from the OmniTrace reference examples (see LICE
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, ImageDraw
+
+from omnitrace_core.media_files import write_audio, write_video
 
 MEDIA = Path(__file__).resolve().parent / "media"
 
@@ -39,51 +39,23 @@ def chirp(path: Path, seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
         k = int(click * rate)
         wave[k:k + 400] += 0.6 * np.hanning(400) * np.sign(np.sin(np.arange(400)))
     wave = np.clip(wave, -1, 1).astype(np.float32)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        _encode_audio(out, stream, wave, rate)
+    write_audio(path, wave, rate)
     return wave
 
 
-def _encode_audio(container, stream, wave: np.ndarray, rate: int) -> None:
-    fmt = "s16" if stream.codec_context.name == "pcm_s16le" else "fltp"
-    for start in range(0, len(wave), 1024):
-        chunk = wave[start:start + 1024]
-        data = (chunk * 32767).astype(np.int16)[None] if fmt == "s16" else chunk[None].astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
-        frame.time_base = Fraction(1, rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-
-
 def traffic(path: Path, seconds: float = 4.0, fps: int = 8, rate: int = 44100) -> None:
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-        audio = out.add_stream("aac", rate=rate)
-        audio.layout = "mono"
-        for i in range(int(seconds * fps)):
-            img = Image.new("RGB", (160, 120), (60, 60, 70))
-            draw = ImageDraw.Draw(img)
-            draw.rectangle([0, 84, 160, 120], fill=(90, 90, 90))
-            x = int(-30 + i * 190 / (seconds * fps))
-            colour = (220, 50, 40) if i < seconds * fps / 2 else (40, 90, 220)
-            draw.rectangle([x, 60, x + 30, 84], fill=colour)
-            frame = av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        t = np.arange(int(seconds * rate)) / rate
-        tone = (0.3 * np.sin(2 * np.pi * np.where(t < seconds / 2, 330, 550) * t)).astype(np.float32)
-        _encode_audio(out, audio, tone, rate)
+    frames = []
+    for i in range(int(seconds * fps)):
+        img = Image.new("RGB", (160, 120), (60, 60, 70))
+        draw = ImageDraw.Draw(img)
+        draw.rectangle([0, 84, 160, 120], fill=(90, 90, 90))
+        x = int(-30 + i * 190 / (seconds * fps))
+        colour = (220, 50, 40) if i < seconds * fps / 2 else (40, 90, 220)
+        draw.rectangle([x, 60, x + 30, 84], fill=colour)
+        frames.append(np.asarray(img))
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * np.where(t < seconds / 2, 330, 550) * t)).astype(np.float32)
+    write_video(path, np.stack(frames), fps, audio=tone, audio_rate=rate)
 
 
 if __name__ == "__main__":

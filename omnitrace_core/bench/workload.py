@@ -3,61 +3,29 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem
+from ..media_files import write_audio, write_image, write_video
 
 PARAGRAPH = ("The museum guide described each painting in turn, naming the artist, the year and the "
              "colours that stood out, while the visitors compared what they heard with what they saw. ")
 
 
-def _write_image(path: Path, size: int, seed: int) -> Path:
-    from PIL import Image
-
-    rng = np.random.RandomState(seed)
-    Image.fromarray((rng.rand(size, size, 3) * 255).astype(np.uint8)).save(path)
-    return path
+def _image(size: int, seed: int) -> np.ndarray:
+    return (np.random.RandomState(seed).rand(size, size, 3) * 255).astype(np.uint8)
 
 
-def _write_wav(path: Path, seconds: float, freq: float, rate: int = 16000) -> Path:
-    import soundfile as sf
-
+def _wave(seconds: float, freq: float, rate: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
-    sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t)))
-             .astype(np.float32), rate)
-    return path
+    return (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))).astype(np.float32)
 
 
-def _write_video(path: Path, seconds: float, fps: int = 10, size: int = 112, rate: int = 16000) -> Path:
-    import av
-
-    frames = int(seconds * fps)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width = video.height = size
-        video.pix_fmt = "yuv420p"
-        audio = out.add_stream("aac", rate=rate)
-        audio.layout = "mono"
-        for i in range(frames):
-            rgb = np.full((size, size, 3), (i * 37 % 256, i * 71 % 256, i * 113 % 256), np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        wave = (0.3 * np.sin(2 * np.pi * 330 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
-        for start in range(0, len(wave), 1024):
-            frame = av.AudioFrame.from_ndarray(wave[None, start:start + 1024].copy(), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
-    return path
+def _frames(seconds: float, fps: int = 10, size: int = 112) -> np.ndarray:
+    colours = np.array([(i * 37 % 256, i * 71 % 256, i * 113 % 256) for i in range(int(seconds * fps))], np.uint8)
+    return np.broadcast_to(colours[:, None, None, :], (len(colours), size, size, 3)).copy()
 
 
 def build_workload(target_tokens: int, folder: Path, image_tokens: int) -> list[Item]:
@@ -78,10 +46,11 @@ def build_workload(target_tokens: int, folder: Path, image_tokens: int) -> list[
     items: list[Item] = [TextItem("Describe what the images, the video and the recording show.\n", is_prompt=True),
                          TextItem(PARAGRAPH * max(1, target_tokens // 1000))]
     for k in range(n_images):
-        items.append(ImageItem(str(_write_image(folder / f"image{k}.png", side, seed=k))))
+        items.append(ImageItem(str(write_image(folder / f"image{k}.png", _image(side, seed=k)))))
     video_seconds = max(2.0, round(0.25 * target_tokens / 41))
-    items.append(VideoItem(str(_write_video(folder / "video.mp4", video_seconds))))
+    items.append(VideoItem(str(write_video(folder / "video.mp4", _frames(video_seconds), 10,
+                                           audio=_wave(video_seconds, 330)))))
     used = 60 + n_images * image_tokens + 41 * video_seconds + 25 * max(1, target_tokens // 1000)
     audio_seconds = max(1.0, (target_tokens - used) / 25)
-    items.append(AudioItem(str(_write_wav(folder / "audio.wav", audio_seconds, 440))))
+    items.append(AudioItem(str(write_audio(folder / "audio.wav", _wave(audio_seconds, 440)))))
     return items

@@ -63,7 +63,7 @@ def speech_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "audio": media_files.write_wav(root / "tones.wav", tones_wave(AUDIO_TONES, AUDIO_SECONDS)),
         "video": media_files.write_video(root / "tones.mp4", media_files.colour_frames(int(VIDEO_SECONDS * 10)), 10,
-                                         audio=tones_wave(VIDEO_TONES, VIDEO_SECONDS, 44100)),
+                                         audio=tones_wave(VIDEO_TONES, VIDEO_SECONDS, 44100), audio_rate=44100),
     }
 
 
