@@ -1,0 +1,202 @@
+"""Score OmniTrace attributions against ground truth: ``python -m omnitrace_core.evaluate``.
+
+    python -m omnitrace_core.evaluate                        # demo model on the bundled benchmark
+    python -m omnitrace_core.evaluate --model Qwen/Qwen2.5-Omni-7B --dtype bfloat16 --work-dir runs/7b
+    python -m omnitrace_core.evaluate --questions q.json --ground-truth labels.json --model DIR
+    python -m omnitrace_core.evaluate --questions q.json --ground-truth labels.json \\
+        --traces attmean=out.jsonl --baselines random       # score existing traces, no model needed
+
+It traces the samples with every requested signal (through the batch CLI's loop, so traces land
+in ``--work-dir`` and a rerun resumes), builds the baselines (thresholds tuned on the ``dev``
+split), re-curates the traces for the ablations and token-rule comparison, and prints a
+Markdown report (``--report`` / ``--json`` write it to files). Exit codes: 0 done, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import CurationConfig, GenerationConfig, SourceConfig
+from .defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
+from .errors import OmniTraceError
+
+logger = logging.getLogger("omnitrace_core.evaluate")
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m omnitrace_core.evaluate", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--benchmark", default=str(DEFAULT_BENCHMARK_DIR), metavar="DIR",
+                      help="benchmark folder with <split>/questions.json and ground_truth.json (default: the bundled one)")
+    data.add_argument("--split", default="test", help="split scored (default: test)")
+    data.add_argument("--tune-split", default="dev", help="split the baselines' thresholds are tuned on (default: dev)")
+    data.add_argument("--questions", metavar="FILE.json", help="score these samples (official format) instead")
+    data.add_argument("--ground-truth", metavar="FILE.json", help="labels of --questions (documented JSON format)")
+    data.add_argument("--tune-questions", metavar="FILE.json", help="samples to tune baseline thresholds on")
+    data.add_argument("--tune-ground-truth", metavar="FILE.json", help="labels of --tune-questions")
+    data.add_argument("--limit", type=int, metavar="N", help="only the first N samples of each split")
+    data.add_argument("--traces", action="append", default=[], metavar="SIGNAL=FILE.jsonl",
+                      help="use existing traces of a signal (batch CLI output) instead of tracing")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="ID_OR_DIR",
+                       help="checkpoint traced (default: the bundled demo model)")
+    model.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))
+    model.add_argument("--device", help="e.g. cuda:0 or cpu (default: cuda if available)")
+    model.add_argument("--max-new-tokens", type=int, default=64)
+    method = parser.add_argument_group("methods")
+    method.add_argument("--signals", default="attmean,attraw,attgrads", help="comma-separated signals")
+    method.add_argument("--baselines", default="random,embedding",
+                        help="comma-separated: random, embedding, self (self-attribution); '' for none")
+    method.add_argument("--no-ablations", action="store_true", help="skip the ablations and token-rule comparison")
+    method.add_argument("--alignment", default="text", choices=("text", "index"),
+                        help="how expected sentences are matched to output sentences (default: text)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--work-dir", metavar="DIR", help="where traces are written (resumable; default: a temp folder)")
+    out.add_argument("--report", metavar="FILE.md", help="write the Markdown report here too")
+    out.add_argument("--json", metavar="FILE.json", help="write every number as JSON")
+    out.add_argument("--no-progress", action="store_true")
+    out.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+def _split(name: str, questions: Path, truth: Path | None, limit: int | None):
+    from .cli import UsageError, load_questions, media_bases
+    from .evaluation.groundtruth import GroundTruth
+    from .evaluation.runner import Split
+
+    if truth is None or not Path(truth).is_file():
+        raise UsageError(f"ground truth for '{questions}' not found (give --ground-truth)")
+    samples = load_questions(questions)
+    if limit is not None:
+        samples = samples[:limit]
+    return Split(name, samples, GroundTruth.load(truth), media_bases(questions))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything :func:`main` does except printing; returns the report dict."""
+    from .cli import UsageError
+    from .evaluation import runner as R
+    from .evaluation.benchmark import GROUND_TRUTH_FILE, QUESTIONS_FILE
+    from .inputs import parse_sample, sample_keys
+    from .signals import list_signals
+
+    started = time.perf_counter()
+    if args.questions:
+        test = _split("custom", Path(args.questions), args.ground_truth and Path(args.ground_truth), args.limit)
+        dev = (_split("tune", Path(args.tune_questions), args.tune_ground_truth and Path(args.tune_ground_truth),
+                      args.limit) if args.tune_questions else None)
+    else:
+        root = Path(args.benchmark)
+        if not (root / args.split / QUESTIONS_FILE).is_file():
+            raise UsageError(f"no benchmark split '{args.split}' under '{root}' (expected {args.split}/{QUESTIONS_FILE})")
+        test = _split(args.split, root / args.split / QUESTIONS_FILE, root / args.split / GROUND_TRUTH_FILE, args.limit)
+        tune = root / args.tune_split / QUESTIONS_FILE
+        dev = _split(args.tune_split, tune, root / args.tune_split / GROUND_TRUTH_FILE, args.limit) \
+            if args.tune_split and tune.is_file() else None
+    given = {}
+    for spec in args.traces:
+        signal, _, path = spec.partition("=")
+        if not path:
+            raise UsageError(f"--traces takes SIGNAL=FILE.jsonl, got {spec!r}")
+        given[signal] = Path(path)
+    signals = [s for s in args.signals.split(",") if s] if not given else list(given)
+    unknown = [s for s in signals if s not in list_signals()]
+    if unknown:
+        raise UsageError(f"unknown signal(s) {unknown}; known: {', '.join(list_signals())}")
+    baseline_names = [b for b in args.baselines.split(",") if b]
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="omnitrace-eval-"))
+    generation = GenerationConfig(max_new_tokens=args.max_new_tokens)
+    sources = SourceConfig()
+    cache: dict[str, Any] = {}
+
+    def tracer():
+        if "tracer" not in cache:
+            from .engine import Tracer
+
+            if not given and not (Path(args.model).exists() or args.model.count("/") == 1):
+                raise UsageError(f"--model '{args.model}' is neither a folder nor a Hugging Face id")
+            try:
+                cache["tracer"] = Tracer.from_pretrained(args.model, dtype=args.dtype, device=args.device,
+                                                         generation=generation, sources=sources)
+            except (OSError, ValueError, KeyError) as exc:
+                raise UsageError(f"could not load model '{args.model}': {exc}") from exc
+        return cache["tracer"]
+
+    traced = {}
+    for signal in signals:
+        path = given.get(signal) or R.trace_split(tracer, test, signal, work / f"{test.name}.{signal}.jsonl",
+                                                  None, generation, sources, not args.no_progress)
+        traced[signal] = R.load_traced(path, test.truth)
+        if not traced[signal].records:
+            raise UsageError(f"no successful traces for {signal} in {path}")
+    dev_traced = None
+    if dev is not None and any(b in ("random", "embedding") for b in baseline_names):
+        path = R.trace_split(tracer, dev, signals[0], work / f"{dev.name}.{signals[0]}.jsonl", None, generation,
+                             sources, not args.no_progress) if not given else None
+        dev_traced = R.load_traced(path, dev.truth) if path else None
+
+    def items_for(split, record):
+        keys = dict(zip(sample_keys(split.samples), split.samples))
+        return list(parse_sample(keys[str(record["key"])], str(record["key"]), split.bases).items)
+
+    first = traced[signals[0]]
+    methods = {s: R.summarise(R.predictions(t), t, args.alignment) for s, t in traced.items()}
+    baseline_scores, baseline_settings = R.baseline_methods(
+        baseline_names, first, dev_traced, lambda: tracer().backend,
+        items_for, (test, dev), sources, args.alignment)
+    methods.update(baseline_scores)
+    best = max(signals, key=lambda s: R.mean_f1(methods[s]))
+    report: dict[str, Any] = {
+        "model": first.results[0].model_id, "split": test.name, "samples": len(first.records),
+        "alignment": args.alignment, "signals": signals, "best_signal": best,
+        "aligned_sentences": methods[best]["aligned_sentences"], "expected_sentences": methods[best]["expected_sentences"],
+        "outputs": R.accuracy(first), "methods": methods, "baseline_settings": baseline_settings,
+    }
+    if not args.no_ablations:
+        curation = traced[best].results[0].curation
+        report["ablations"] = R.curation_variants(traced[best], curation, args.alignment)
+        report["token_rules"] = {s: R.token_rule_variants(t, t.results[0].curation, args.alignment)
+                                 for s, t in traced.items()}
+    report["checks"] = R.check_targets(methods, signals, best, baseline_names)
+    report["work_dir"] = str(work)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import UsageError
+    from .evaluation.report import render
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    level = logging.WARNING if args.verbose <= 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = run(args)
+    except (UsageError, OmniTraceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text = render(report)
+    print(text)
+    if args.report:
+        Path(args.report).write_text(text + "\n", encoding="utf-8")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

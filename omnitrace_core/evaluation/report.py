@@ -1,0 +1,120 @@
+"""Markdown tables of an evaluation (pure: the evaluation's JSON in, text out)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .runner import ABLATION_LABELS
+from .scoring import MODALITIES
+
+_HEAD = {"text": "Text F1", "image": "Image F1", "audio": "Audio Time-F1", "video": "Video Time-F1"}
+_BASELINE_NAMES = {"random": "Random", "embedding": "Embedding (model input embeddings)",
+                   "self": "Self-attribution"}
+
+
+def _cell(summary: Mapping[str, Any], modality: str, key: str = "f1") -> str:
+    value = summary.get("modalities", {}).get(modality, {}).get(key)
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def outputs_table(acc: Mapping[str, Any]) -> list[str]:
+    s = acc["summary"]
+    lines = [f"QA answers correct: **{_pct(s['qa_accuracy'])}** of {s['qa_samples']}; description sentences "
+             f"exactly right: **{_pct(s['description_sentence_accuracy'])}** of {s['description_sentences']}; "
+             f"whole outputs exact: {_pct(s['exact_outputs'])}.", "",
+             "| Task | Samples | QA accuracy | Description sentences exact | Exact outputs |",
+             "|---|---:|---:|---:|---:|"]
+    for task, t in acc["tasks"].items():
+        lines.append(f"| {task} | {t['samples']} | {_pct(t['qa_accuracy'])} | "
+                     f"{_pct(t['description_sentence_accuracy'])} | {_pct(t['exact_outputs'])} |")
+    return lines
+
+
+def methods_table(report: Mapping[str, Any]) -> list[str]:
+    lines = ["| Method | " + " | ".join(_HEAD[m] for m in MODALITIES) + " | Option consistency |",
+             "|---|" + "---:|" * (len(MODALITIES) + 1)]
+    settings = report.get("baseline_settings", {})
+    for name, summary in report["methods"].items():
+        label = f"OmniTrace {name}" if name in report["signals"] else _BASELINE_NAMES.get(name, name)
+        if name == report.get("best_signal"):
+            label += " (best)"
+        if name == "self" and not settings.get("self", {}).get("follows_prompt", True):
+            s = settings["self"]
+            lines.append(f"| {label} | n/a: the model does not follow the prompt ({s['parsed']}/{s['asked']} "
+                         "answers parsed) |" + " |" * len(MODALITIES))
+            continue
+        consistency = summary.get("option_consistency", {})
+        cons = f"{consistency['consistency']:.1f}" if consistency.get("samples") else "–"
+        lines.append(f"| {label} | " + " | ".join(_cell(summary, m) for m in MODALITIES) + f" | {cons} |")
+    return lines
+
+
+def task_table(summary: Mapping[str, Any]) -> list[str]:
+    lines = ["| Task | Modality | Precision | Recall | F1 | Sentences |", "|---|---|---:|---:|---:|---:|"]
+    for task, per in summary["tasks"].items():
+        for m in MODALITIES:
+            if m in per:
+                v = per[m]
+                lines.append(f"| {task} | {m} | {v['precision']:.2f} | {v['recall']:.2f} | {v['f1']:.2f} | "
+                             f"{v['sentences']} |")
+    return lines
+
+
+def prf_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]) -> list[str]:
+    head = " | ".join(f"{m.capitalize()} P | R | F1" for m in MODALITIES)
+    lines = [f"| Method | {head} |", "|---|" + "---:|" * (3 * len(MODALITIES))]
+    for name, summary in rows.items():
+        cells = " | ".join(f"{_cell(summary, m, 'precision')} | {_cell(summary, m, 'recall')} | {_cell(summary, m)}"
+                           for m in MODALITIES)
+        lines.append(f"| {labels.get(name, name)} | {cells} |")
+    return lines
+
+
+def rules_table(rules: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = ["| Signal | Token rule | " + " | ".join(_HEAD[m] for m in MODALITIES) + " | Option consistency |",
+             "|---|---|" + "---:|" * (len(MODALITIES) + 1)]
+    for signal, per_rule in rules.items():
+        for rule, summary in per_rule.items():
+            cons = summary.get("option_consistency", {})
+            c = f"{cons['consistency']:.1f}" if cons.get("samples") else "–"
+            lines.append(f"| {signal} | {rule} | " + " | ".join(_cell(summary, m) for m in MODALITIES) + f" | {c} |")
+    return lines
+
+
+def targets_lines(checks: list[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for c in checks:
+        if c["met"]:
+            lines.append(f"- met: {c['check']} ({c['value']:.2f})")
+        else:
+            lines.append(f"- **missed**: {c['check']} ({c['value']:.2f}, short by {-c['gap']:.2f})")
+    return lines
+
+
+def render(report: Mapping[str, Any]) -> str:
+    """The whole report as Markdown."""
+    best = report.get("best_signal")
+    out = [f"# OmniTrace evaluation: {report['model']}", "",
+           f"Split `{report['split']}`: {report['samples']} samples; sentences aligned with the ground truth: "
+           f"{report['aligned_sentences']} of {report['expected_sentences']} (alignment: {report['alignment']}).", ""]
+    if report.get("outputs"):
+        out += ["## Outputs", ""] + outputs_table(report["outputs"]) + [""]
+    out += ["## Attribution (paper Table 2 layout)", "",
+            "Span-level F1 for text and image sources, Time-F1 over 1 s bins for audio and video; macro "
+            "averages over output sentences. Option consistency: appendix B.3.", ""]
+    out += methods_table(report) + [""]
+    if best:
+        out += [f"### Per task: OmniTrace {best}", ""] + task_table(report["methods"][best]) + [""]
+    if report.get("ablations"):
+        out += [f"## Curation ablations (paper Table 3 layout, OmniTrace {best})", ""]
+        out += prf_table(report["ablations"], ABLATION_LABELS) + [""]
+    if report.get("token_rules"):
+        out += ["## Token -> source reduction: summed mass (`sum`) vs strongest token (`max_token`)", ""]
+        out += rules_table(report["token_rules"]) + [""]
+    if report.get("checks"):
+        out += ["## Targets", ""] + targets_lines(report["checks"]) + [""]
+    return "\n".join(out)
