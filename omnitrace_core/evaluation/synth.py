@@ -13,10 +13,11 @@ with H.264 and AAC encoded single-threaded with fixed options).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from ..media_files import write_audio, write_image, write_video
 
 SAMPLING_RATE = 16000
 IMAGE_SIZE = 84
@@ -181,46 +182,13 @@ def video_clip(shown: dict[int, tuple[str, str]], sounds: dict[int, str], rng: n
 
 # ----------------------------------------------------------------------------- writers
 def write_png(path: Path, image: np.ndarray) -> Path:
-    from PIL import Image
-
-    Image.fromarray(image).save(path, format="PNG", optimize=False, compress_level=6)
-    return path
+    return write_image(path, image)
 
 
 def write_flac(path: Path, wave: np.ndarray, rate: int = SAMPLING_RATE) -> Path:
-    import soundfile as sf
-
-    sf.write(str(path), wave, rate, format="FLAC", subtype="PCM_16")
-    return path
+    return write_audio(path, wave, rate)
 
 
 def write_mp4(path: Path, clip: VideoClip, fps: int = VIDEO_FPS, rate: int = SAMPLING_RATE) -> Path:
-    """H.264 (near-lossless, 4:2:0) + mono AAC; one encoder thread so the bytes are reproducible."""
-    import av
-
-    with av.open(str(path), "w", format="mp4") as out:
-        video = out.add_stream("libx264", rate=Fraction(fps), options={"crf": "12", "preset": "veryfast",
-                                                                        "threads": "1", "bframes": "0"})
-        video.width, video.height, video.pix_fmt = clip.frames.shape[2], clip.frames.shape[1], "yuv420p"
-        video.thread_count = 1
-        audio = out.add_stream("aac", rate=rate)
-        audio.layout = "mono"
-        for i, rgb in enumerate(clip.frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        for start in range(0, len(clip.audio), 1024):
-            chunk = np.ascontiguousarray(clip.audio[start:start + 1024][None, :])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            frame.time_base = Fraction(1, rate)
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
-    return path
+    """H.264 (near-lossless, 4:2:0) + mono AAC, encoded reproducibly (see omnitrace_core.media_files)."""
+    return write_video(path, clip.frames, fps, audio=clip.audio, audio_rate=rate)
