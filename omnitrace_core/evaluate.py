@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import CurationConfig, GenerationConfig, SourceConfig
+from .config import GenerationConfig, SourceConfig
 from .defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from .errors import OmniTraceError
 

@@ -24,7 +24,7 @@ from .groundtruth import GroundTruth, SampleTruth
 from .metrics import option_consistency
 from .outputs import output_accuracy, parse_option
 from .predictions import from_trace, read_records
-from .scoring import MODALITIES, SamplePrediction, Scores, score
+from .scoring import MODALITIES, SamplePrediction, score
 
 logger = logging.getLogger(__name__)
 
