@@ -139,7 +139,8 @@ def _plural(shape: str) -> str:
 
 
 def _fact(name: str, colour: str, thing: str) -> str:
-    return f"{name} has a {colour} {thing}."
+    # "The kite is red." answers "What colour is the kite?" with the words that follow "kite is"
+    return f"{name}'s {thing} is {colour}."
 
 
 def _note(rng: np.random.Generator, sentences: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
@@ -155,6 +156,16 @@ def _note(rng: np.random.Generator, sentences: Sequence[str]) -> tuple[str, list
 def _add_image(b: "_Builder", rng: np.random.Generator, colour: str, shape: str, count: int) -> int:
     cells = {c: (colour, shape) for c in _pick(rng, range(synth.GRID * synth.GRID), count)}
     return b.add("image", synth.draw_cells(cells, rng), cells=cells)
+
+
+def _add_note(b: "_Builder", rng: np.random.Generator, sentences: Sequence[str], facts: Sequence[str],
+              names: Sequence[str], colours: Sequence[str], things: Sequence[str]) -> int:
+    """A text item of sentences; its meta lists each fact's range and content (for training targets)."""
+    text, ranges = _note(rng, sentences)
+    content = {fact: (k, name, colour, thing) for k, (fact, name, colour, thing)
+               in enumerate(zip(facts, names, colours, things))}
+    meta_facts = [(lo, hi, *content[s]) for s, (lo, hi) in zip(sentences, ranges) if s in content]
+    return b.add("text", text, ranges=ranges, facts=meta_facts)
 
 
 def _random_image(b: "_Builder", rng: np.random.Generator) -> int:
@@ -176,21 +187,16 @@ def text_qa(rng: np.random.Generator) -> TaskSample:
     sentences = list(facts)
     if rng.random() < 0.5:
         sentences.insert(int(rng.integers(0, n + 1)), FILLERS[rng.integers(len(FILLERS))])
-    text, ranges = _note(rng, sentences)
-    note = b.add("text", text)
+    note = _add_note(b, rng, sentences, facts, names, colours, things)
+    ranges = b.entries[note - 1].meta["ranges"]
     if rng.random() < 0.4:
         _random_image(b, rng)
     target = int(rng.integers(n))
     fact_ref = SourceRef("text", note, *ranges[sentences.index(facts[target])])
     thing, colour = things[target], colours[target]
-    if rng.random() < 0.5:
-        options = _options(rng, colour, colours, COLOUR_NAMES)
-        _, refs = b.question(f"What colour is the {thing}?", options)
-        content, correct = f"The {thing} is {colour}.", colour
-    else:
-        options = _options(rng, thing, things, THINGS)
-        _, refs = b.question(f"Which thing is {colour}?", options)
-        content, correct = f"The {colour} thing is the {thing}.", thing
+    options = _options(rng, colour, colours, COLOUR_NAMES)
+    _, refs = b.question(f"What colour is the {thing}?", options)
+    content, correct = f"The {thing} is {colour}.", colour
     letter = LETTERS[options.index(correct)]
     return TaskSample(0, "text_qa", QA_PROMPT, b.entries,
                       _answer_spans(GoldSpan(content, (fact_ref,)), letter, refs), letter, refs)
@@ -208,8 +214,8 @@ def text_summary(rng: np.random.Generator) -> TaskSample:
     image_first = rng.random() < 0.5
     if image_first and rng.random() < 0.5:
         _random_image(b, rng)
-    text, ranges = _note(rng, sentences)
-    item = b.add("text", text)
+    item = _add_note(b, rng, sentences, facts, names, colours, things)
+    ranges = b.entries[item - 1].meta["ranges"]
     if not image_first and rng.random() < 0.5:
         _random_image(b, rng)
     spans = [GoldSpan(fact, (SourceRef("text", item, *ranges[sentences.index(fact)]),)) for fact in facts]

@@ -27,13 +27,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from .. import layout as L
 from ..config import SourceConfig
-from . import synth
+from . import aux_targets
 from .benchmark import sample_items
 from .demo_model import DemoSpec, build_model, build_processor, build_tokenizer, save
 from .outputs import output_accuracy
-from .tasks import LETTERS, TASK_NAMES, generate
+from .tasks import TASK_NAMES, generate
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +45,19 @@ _MODEL_INPUTS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video
 class TrainConfig:
     """Optimisation settings of a training run."""
 
-    steps: int = 3000
+    steps: int = 8500
     batch_size: int = 16
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
-    warmup: int = 150
+    warmup: int = 200
     weight_decay: float = 0.01
     clip: float = 1.0
     seed: int = 12345
     threads: int = 1
-    eval_every: int = 500
+    workers: int = 1
+    qa_weight: int = 2
+    device: str = "cpu"
+    eval_every: int = 3000
     eval_per_task: int = 4
     eval_seed: int = 777
     aux_weight: float = 0.3
@@ -68,66 +70,6 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------- examples
-#: Auxiliary per-token targets (training only; their heads are not saved): what a media token
-#: shows (colour, shape, sound type; class 0 = nothing) on the language model's input embeddings;
-#: on the first decoder layer's output, which second a timed token lies in, which image (first,
-#: second ...) an image token belongs to and, for the words of an option line, the option's letter.
-AUX_CLASSES = {"colour": 1 + len(synth.COLOURS), "shape": 1 + len(synth.SHAPES), "sound": 1 + len(synth.SOUNDS),
-               "second": 10, "ordinal": 4, "letter": len(LETTERS)}
-_LAYER1 = ("second", "ordinal", "letter")
-_COLOUR = {c: k + 1 for k, c in enumerate(synth.COLOURS)}
-_SHAPE = {s: k + 1 for k, s in enumerate(synth.SHAPES)}
-_SOUND = {s: k + 1 for k, s in enumerate(synth.SOUNDS)}
-
-
-def aux_targets(layout, sample) -> dict[str, torch.Tensor]:
-    """Per prompt position, the auxiliary targets (-100 where a target does not apply)."""
-    n = len(layout)
-    out = {name: torch.full((n,), -100, dtype=torch.long) for name in AUX_CLASSES}
-    lines = {(ref.item, ref.char_start + 2, ref.char_end): LETTERS.index(letter)
-             for letter, ref in sample.options.items()}  # an option's words, after its "A." prefix
-    for pos in np.flatnonzero(layout.kind >= 0):
-        kind = int(layout.kind[pos])
-        item = int(layout.item[pos])
-        if kind == L.TEXT:
-            for (line_item, lo, hi), letter in lines.items():
-                if item == line_item and lo <= layout.char_start[pos] and layout.char_end[pos] <= hi:
-                    out["letter"][pos] = letter
-            continue
-        meta = sample.entries[item - 1].meta
-        if kind == L.IMAGE:
-            colour, shape = meta["cells"].get(int(layout.tile[pos]), (None, None))
-            out["colour"][pos], out["shape"][pos] = _COLOUR.get(colour, 0), _SHAPE.get(shape, 0)
-            ordinal = sum(e.kind == "image" for e in sample.entries[:item - 1])
-            out["ordinal"][pos] = min(ordinal, AUX_CLASSES["ordinal"] - 1)
-            continue
-        second = int(np.floor(layout.time_start[pos] + 1e-6))
-        out["second"][pos] = min(second, AUX_CLASSES["second"] - 1)
-        if kind == L.VIDEO_VISUAL:
-            colour, shape = meta["shown"].get(second, (None, None))
-            out["colour"][pos], out["shape"][pos] = _COLOUR.get(colour, 0), _SHAPE.get(shape, 0)
-        else:  # audio, or the audio track of a video
-            out["sound"][pos] = _SOUND.get(meta["sounds"].get(second), 0)
-    return out
-
-
-class AuxHeads(torch.nn.Module):
-    """Linear probes of the auxiliary targets (training only)."""
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(hidden, k) for name, k in AUX_CLASSES.items()})
-
-    def loss(self, embeds: torch.Tensor, layer1: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = embeds.new_zeros(())
-        for name, head in self.heads.items():
-            mask = targets[name] != -100
-            if mask.any():
-                source = layer1 if name in _LAYER1 else embeds
-                total = total + torch.nn.functional.cross_entropy(head(source[mask]).float(), targets[name][mask])
-        return total
-
-
 def encode(backend, sample, folder: Path) -> dict[str, Any]:
     """One training example: prompt from ``backend.prepare`` + answer tokens, with labels and positions."""
     items = sample_items(sample, folder)
@@ -138,17 +80,17 @@ def encode(backend, sample, folder: Path) -> dict[str, Any]:
             if getattr(item, "modality", "") == "video":
                 Path(item.source).unlink(missing_ok=True)
     tokenizer = backend.tokenizer
-    target = tokenizer(sample.answer, add_special_tokens=False)["input_ids"]
-    target.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    encoded = tokenizer(sample.answer, add_special_tokens=False, return_offsets_mapping=True)
+    target = list(encoded["input_ids"]) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     prompt = prepared.input_ids[0].cpu()
     length = len(prompt)
     later = torch.arange(length, length + len(target)) + int(prepared.extras["rope_delta"])
     positions = prepared.extras["position_ids"].cpu()[:, 0, :]
-    aux = {k: torch.cat([v, torch.full((len(target),), -100, dtype=torch.long)])
-           for k, v in aux_targets(prepared.layout, sample).items()}
+    ids = torch.cat([prompt, torch.tensor(target)])
+    aux = aux_targets.targets(prepared.layout, sample, ids, list(encoded["offset_mapping"]))
     return {
         "aux": aux,
-        "input_ids": torch.cat([prompt, torch.tensor(target)]),
+        "input_ids": ids,
         "labels": torch.tensor([-100] * length + target),
         "position_ids": torch.cat([positions, later.expand(positions.shape[0], -1)], dim=1),
         "inputs": {k: prepared.model_inputs[k].cpu() for k in _MODEL_INPUTS if k in prepared.model_inputs},
@@ -163,12 +105,12 @@ def collate(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     labels = torch.full((batch, width), -100, dtype=torch.long)
     mask = torch.zeros((batch, width), dtype=torch.long)
     positions = torch.zeros((3, batch, width), dtype=torch.long)
-    aux = {name: torch.full((batch, width), -100, dtype=torch.long) for name in AUX_CLASSES}
+    aux = {name: torch.full((batch, width), -100, dtype=torch.long) for name in aux_targets.CLASSES}
     for row, e in enumerate(examples):
         n = len(e["input_ids"])
         ids[row, :n], labels[row, :n], mask[row, :n] = e["input_ids"], e["labels"], 1
         positions[:, row, :n] = e["position_ids"]
-        for name in AUX_CLASSES:
+        for name in aux_targets.CLASSES:
             aux[name][row, :n] = e["aux"][name]
     inputs: dict[str, torch.Tensor] = {}
     for key in _MODEL_INPUTS:
@@ -179,22 +121,44 @@ def collate(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
             "aux": aux}
 
 
-class _Batches(torch.utils.data.IterableDataset):
-    """Training batches ``start, start + 1, ...`` of the seeded task stream (built in a worker)."""
+def batch_schedule(tasks: Sequence[str], qa_weight: int = 1) -> tuple[tuple[str, ...], ...]:
+    """The task families of successive batches: short prompts twice, then long ones, in turn.
 
-    def __init__(self, backend, seed: int, batch_size: int, start: int, stop: int, tasks: Sequence[str]) -> None:
+    Text and image samples are about 110 tokens long, audio and video ones about 200 and twice as
+    costly per step; batching them apart avoids padding the short ones, and giving the short ones
+    two batches in three gives the text and image look-ups (the slowest to learn) more samples.
+    Within a batch, QA families get ``qa_weight`` times the samples of description families: a
+    QA answer trains one question-driven look-up, a description several ordered ones.
+    """
+    def group(names: Sequence[str]) -> tuple[str, ...]:
+        return tuple(t for name in names for t in [name] * (qa_weight if name.endswith("_qa") else 1))
+
+    short = [t for t in tasks if t.startswith(("text", "image"))]
+    long = [t for t in tasks if t not in short]
+    return tuple(group(names) for names in (short, long, short) if names)
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Training batches ``start, start + 1, ...`` of the seeded task stream (built in workers)."""
+
+    def __init__(self, backend, seed: int, batch_size: int, start: int, stop: int,
+                 schedule: Sequence[Sequence[str]]) -> None:
         self.backend, self.seed, self.batch_size = backend, seed, batch_size
-        self.start, self.stop, self.tasks = start, stop, tuple(tasks)
+        self.start, self.stop, self.schedule = start, stop, tuple(tuple(g) for g in schedule)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         torch.set_num_threads(1)
         pad = self.backend.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        worker = torch.utils.data.get_worker_info()
+        # Worker k builds steps k, k + n, ...; the loader takes one from each worker in turn, so
+        # the batches arrive in step order whatever the number of workers.
+        first, stride = (worker.id, worker.num_workers) if worker is not None else (0, 1)
         with tempfile.TemporaryDirectory(prefix="omnitrace-train-", dir=_scratch()) as folder:
-            for step in range(self.start, self.stop):
+            for step in range(self.start + first, self.stop, stride):
+                group = self.schedule[step % len(self.schedule)]
                 examples = []
                 for k in range(self.batch_size):
-                    index = step * self.batch_size + k
-                    sample = generate(self.seed, index, self.tasks[index % len(self.tasks)])
+                    sample = generate(self.seed, step * self.batch_size + k, group[k % len(group)])
                     examples.append(encode(self.backend, sample, Path(folder)))
                 yield collate(examples, pad)
 
@@ -204,7 +168,15 @@ def _scratch() -> str | None:
 
 
 # ------------------------------------------------------------------------------- training
-def _loss(model, batch: dict[str, Any], aux: AuxHeads | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _to(batch: Any, device: str) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _loss(model, batch: dict[str, Any], aux: aux_targets.AuxHeads | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(answer cross-entropy, auxiliary loss); the LM head runs only where a label follows."""
     out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                       position_ids=batch["position_ids"], use_cache=False, output_hidden_states=aux is not None,
@@ -249,8 +221,11 @@ def evaluate_outputs(backend, seed: int, per_task: int, tasks: Sequence[str] = T
 
 
 def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig = TrainConfig(),
-          tasks: Sequence[str] = TASK_NAMES) -> dict[str, Any]:
-    """Build, train and save the demo model; returns the card written beside the weights."""
+          tasks: Sequence[str] = TASK_NAMES, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """Build, train and save the demo model; returns the card written beside the weights.
+
+    ``checkpoint``: a folder the model is also saved to after each held-out check.
+    """
     started = time.perf_counter()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -261,25 +236,31 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
     backend = _backend_for(model, processor)
     params = sum(p.numel() for p in model.parameters())
     logger.info("demo model: %.2f M parameters, %d tokens", params / 1e6, len(tokenizer))
-    heads = AuxHeads(spec.model.text_hidden) if config.aux_weight > 0 else None
+    heads = aux_targets.AuxHeads(spec.model.text_hidden, model.config.text_config.vocab_size) if config.aux_weight > 0 else None
+    schedule = batch_schedule(tasks, config.qa_weight)
+    loader = torch.utils.data.DataLoader(_Batches(backend, config.seed, config.batch_size, 0, config.steps, schedule),
+                                         batch_size=None, num_workers=config.workers,
+                                         prefetch_factor=6 if config.workers else None,
+                                         multiprocessing_context="fork" if config.workers else None)
+    batches = iter(loader)  # the workers fork here, while the model is on the CPU: they build CPU tensors
+    model.to(config.device)
+    if heads is not None:
+        heads.to(config.device)
     trained = list(model.parameters()) + (list(heads.parameters()) if heads is not None else [])
     decay = [p for p in trained if p.ndim >= 2]
     no_decay = [p for p in trained if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
-    loader = torch.utils.data.DataLoader(_Batches(backend, config.seed, config.batch_size, 0, config.steps, tasks),
-                                         batch_size=None, num_workers=1, prefetch_factor=6,
-                                         multiprocessing_context="fork")
     history, evals = [], []
     smooth = None
     t0 = time.perf_counter()
     waited = 0.0
     t_ready = time.perf_counter()
-    for step, batch in enumerate(loader):
+    for step, batch in enumerate(batches):
         waited += time.perf_counter() - t_ready
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
-        loss, aux_loss = _loss(model, batch, heads)
+        loss, aux_loss = _loss(model, _to(batch, config.device), heads)
         optimizer.zero_grad(set_to_none=True)
         (loss + config.aux_weight * aux_loss).backward()
         torch.nn.utils.clip_grad_norm_(trained, config.clip)
@@ -296,6 +277,8 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
             logger.info("step %d held-out: %s", step + 1, report["summary"])
             logger.info("per task: %s", {t: v["exact_outputs"] for t, v in report["tasks"].items()})
             evals.append({"step": step + 1, **report["summary"]})
+            if checkpoint is not None:
+                save(Path(checkpoint), model, processor, {"step": step + 1, "checks": evals})
         t_ready = time.perf_counter()
     train_seconds = time.perf_counter() - started
     if config.eval_per_task:
@@ -310,6 +293,7 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
         "spec": spec.to_dict(),
         "train": asdict(config),
         "tasks": list(tasks),
+        "batch_schedule": [list(group) for group in schedule],
         "train_seconds": round(train_seconds, 1),
         "torch_threads": config.threads,
         "loss_history": history,
@@ -324,11 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train_demo_model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write the trained model to")
     defaults = TrainConfig()
-    for name in ("steps", "batch_size", "warmup", "seed", "threads", "eval_every", "eval_per_task"):
+    for name in ("steps", "batch_size", "warmup", "seed", "threads", "workers", "qa_weight", "eval_every",
+                 "eval_per_task"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--device", default=defaults.device, help="device to train on (default: cpu)")
     parser.add_argument("--aux-weight", type=float, default=defaults.aux_weight)
     parser.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated task families")
+    parser.add_argument("--checkpoint", help="folder to save the model to after each held-out check")
     return parser
 
 
@@ -336,9 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                         seed=args.seed, threads=args.threads, eval_every=args.eval_every,
+                         seed=args.seed, threads=args.threads, workers=args.workers, qa_weight=args.qa_weight,
+                         device=args.device,
+                         eval_every=args.eval_every,
                          eval_per_task=args.eval_per_task, aux_weight=args.aux_weight)
-    card = train(args.out, config=config, tasks=[t for t in args.tasks.split(",") if t])
+    card = train(args.out, config=config, tasks=[t for t in args.tasks.split(",") if t], checkpoint=args.checkpoint)
     print(f"trained in {card['train_seconds']:.0f} s; held-out check: {card['checks'][-1] if card['checks'] else '-'}")
     return 0
 

@@ -9,6 +9,7 @@ import torch
 
 from omnitrace_core.backends.qwen2_5_omni_tiny import TinyOmniSpec
 from omnitrace_core.evaluation.demo_model import CARD_FILENAME, DemoSpec, build_model, build_processor, build_tokenizer
+from omnitrace_core.evaluation import synth
 from omnitrace_core.evaluation.tasks import generate
 from omnitrace_core.evaluation.train import SOURCE_CONFIG, TrainConfig, _backend_for, _loss, collate, encode, train
 from omnitrace_core.evaluation.benchmark import sample_items
@@ -40,8 +41,10 @@ def test_example_is_prepare_plus_answer(backend, tmp_path):
     later = example["position_ids"][:, n:]
     assert torch.equal(later[0], torch.arange(n, n + len(answer)) + prepared.extras["rope_delta"])
     assert torch.equal(example["position_ids"][:, :n], prepared.extras["position_ids"][:, 0].cpu())
-    # auxiliary targets exist only on media tokens of the prompt
-    assert (example["aux"]["sound"] != -100).sum() > 0 and (example["aux"]["colour"][n:] == -100).all()
+    # perception targets: on media tokens, and on the words that name a colour (here, in the answer)
+    assert (example["aux"]["sound"][:n] != -100).sum() > 0
+    colour_words = sum(w.strip(".") in synth.COLOURS for w in sample.answer.split())
+    assert colour_words > 0 and int((example["aux"]["colour"][n:] != -100).sum()) == colour_words
 
 
 def test_batched_loss_equals_separate_losses(backend, tmp_path):

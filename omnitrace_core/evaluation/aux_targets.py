@@ -1,0 +1,152 @@
+"""Auxiliary per-token training targets of the demo model (training only: their heads are not saved).
+
+A 1 M-parameter model trained from scratch on CPU for under an hour does not find, by the answer
+loss alone, the lookups the tasks need (which image is the second one, which note sentence names
+the drum, which option line says "red"). Linear probes on intermediate states, trained beside
+the answer loss, make the needed features appear early:
+
+- on the language model's *input* embeddings (what the encoders deliver): what a media token
+  shows, i.e. the colour and shape in an image cell or video frame, and the sound type at an
+  audio token (class 0: nothing); the same probes read the text tokens that name a colour, shape
+  or sound, so a word and the media tokens showing what it names share a direction, which a
+  question's word can then look up;
+- on the *first decoder layer's* output: the second a timed token lies in (and the number of a
+  "second N" in the text); the order of the unit a
+  token belongs to (the k-th image, the k-th sound or shown object in time, the k-th fact of a
+  note); which output sentence an answer token is in; what a note's fact states (name, colour,
+  thing) on the tokens from its thing word on; an option line's letter on its words; the token
+  before every text token; and, where the letter of a QA answer is decided, the option word the
+  answer has just stated.
+
+These shape what each position *contains*; which positions the model attends to when it
+generates is learned only from the answer loss, so the attention that OmniTrace reads is the
+model's own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import layout as L
+from . import synth
+from .tasks import COLOUR_NAMES, LETTERS, NAMES, THINGS
+
+#: target -> number of classes (0: the vocabulary size).
+CLASSES = {"colour": 1 + len(synth.COLOURS), "shape": 1 + len(synth.SHAPES), "sound": 1 + len(synth.SOUNDS),
+           "second": 10, "index": 6, "sentence": 8, "fact_name": len(NAMES), "fact_colour": len(COLOUR_NAMES),
+           "fact_thing": len(THINGS), "letter": len(LETTERS), "previous": 0, "recall": 0}
+#: targets read from the input embeddings; the others from the first decoder layer's output.
+ON_EMBEDDINGS = ("colour", "shape", "sound")
+_COLOUR = {c: k + 1 for k, c in enumerate(synth.COLOURS)}
+_SHAPE = {s: k + 1 for k, s in enumerate(synth.SHAPES)}
+_SOUND = {s: k + 1 for k, s in enumerate(synth.SOUNDS)}
+
+
+def _media(out: dict[str, torch.Tensor], layout, sample, pos: int, kind: int, item: int) -> None:
+    meta = sample.entries[item - 1].meta
+    if kind == L.IMAGE:
+        colour, shape = meta["cells"].get(int(layout.tile[pos]), (None, None))
+        out["colour"][pos], out["shape"][pos] = _COLOUR.get(colour, 0), _SHAPE.get(shape, 0)
+        out["index"][pos] = min(sum(e.kind == "image" for e in sample.entries[:item - 1]), CLASSES["index"] - 1)
+        return
+    second = int(np.floor(layout.time_start[pos] + 1e-6))
+    out["second"][pos] = min(second, CLASSES["second"] - 1)
+    shown = meta.get("shown", {})
+    if kind == L.VIDEO_VISUAL:
+        colour, shape = shown.get(second, (None, None))
+        out["colour"][pos], out["shape"][pos] = _COLOUR.get(colour, 0), _SHAPE.get(shape, 0)
+        if second in shown:
+            out["index"][pos] = sorted(shown).index(second)
+        return
+    sounds = meta["sounds"]  # audio, or the audio track of a video (described after the shown objects)
+    out["sound"][pos] = _SOUND.get(sounds.get(second), 0)
+    if second in sounds:
+        out["index"][pos] = len(shown) + sorted(sounds).index(second)
+
+
+_SHAPE_WORDS = {**_SHAPE, **{s + ("es" if s.endswith("s") else "s"): k for s, k in _SHAPE.items()}}
+
+
+def _word(out: dict[str, torch.Tensor], pos: int, text: str, lo: int, hi: int) -> None:
+    """Targets of a text token from the word it spells: a colour, shape or sound, or the N of "second N"."""
+    word = text[lo:hi].strip()
+    if word in _COLOUR:
+        out["colour"][pos] = _COLOUR[word]
+    elif word in _SHAPE_WORDS:
+        out["shape"][pos] = _SHAPE_WORDS[word]
+    elif word in _SOUND:
+        out["sound"][pos] = _SOUND[word]
+    elif word.isdigit() and text[:lo].rstrip().endswith("second") and int(word) < CLASSES["second"]:
+        out["second"][pos] = int(word)
+
+
+def _text(out: dict[str, torch.Tensor], layout, sample, pos: int, item: int,
+          lines: dict[tuple[int, int, int], int]) -> None:
+    if item == 0:  # the instruction
+        return
+    lo, hi = int(layout.char_start[pos]), int(layout.char_end[pos])
+    text = sample.entries[item - 1].value
+    _word(out, pos, text, lo, hi)
+    for (line_item, a, b), letter in lines.items():
+        if item == line_item and a <= lo and hi <= b:
+            out["letter"][pos] = letter
+    for start, end, index, name, colour, thing in sample.entries[item - 1].meta.get("facts", ()):
+        if end - 1 - len(colour) < hi <= end:  # the fact's last word (its colour) and full stop: all of it is known
+            out["index"][pos] = index
+            out["fact_name"][pos] = NAMES.index(name)
+            out["fact_colour"][pos] = COLOUR_NAMES.index(colour)
+            out["fact_thing"][pos] = THINGS.index(thing)
+
+
+def targets(layout, sample, ids: torch.Tensor, answer_offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    """Per position of prompt + answer, every auxiliary target (-100 where it does not apply).
+
+    Args:
+        layout: the prompt's token layout (``PreparedInput.layout``).
+        sample: the generated :class:`~.tasks.TaskSample`.
+        ids: (L + T,) prompt and answer token ids (the answer ends with ``<|im_end|>``).
+        answer_offsets: character range of each answer token in ``sample.answer`` (T - 1 of them).
+    """
+    n, length = len(ids), len(layout)
+    out = {name: torch.full((n,), -100, dtype=torch.long) for name in CLASSES}
+    lines = {(ref.item, ref.char_start + 2, ref.char_end): LETTERS.index(letter)
+             for letter, ref in sample.options.items()}  # an option's words, after its "A." prefix
+    for pos in np.flatnonzero(layout.kind >= 0):
+        kind, item = int(layout.kind[pos]), int(layout.item[pos])
+        if kind == L.TEXT:
+            _text(out, layout, sample, pos, item, lines)
+        else:
+            _media(out, layout, sample, pos, kind, item)
+    text = torch.zeros(n, dtype=torch.bool)
+    text[:length] = torch.as_tensor(layout.kind == L.TEXT)
+    text[length:] = True
+    text[0] = False
+    out["previous"][text] = ids[torch.nonzero(text).flatten() - 1]
+    starts = np.cumsum([0] + [len(s.text) + 1 for s in sample.spans])
+    for k, (lo, hi) in enumerate(answer_offsets):
+        _word(out, length + k, sample.answer, lo, hi)
+        out["sentence"][length + k] = min(int(np.searchsorted(starts, hi - 1, side="right")) - 1,
+                                          CLASSES["sentence"] - 1)
+    if sample.option is not None:
+        letter_at = n - 3  # the answer ends with the letter, "." and <|im_end|>
+        out["recall"][letter_at - 1] = ids[letter_at - 5]  # "... red. The answer is" -> red
+    return out
+
+
+class AuxHeads(torch.nn.Module):
+    """Linear probes of the auxiliary targets."""
+
+    def __init__(self, hidden: int, vocab: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(hidden, k or vocab) for name, k in CLASSES.items()})
+
+    def loss(self, embeds: torch.Tensor, layer1: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum over targets of the mean cross-entropy where the target applies."""
+        total = embeds.new_zeros(())
+        for name, head in self.heads.items():
+            mask = targets[name] != -100
+            if mask.any():
+                states = embeds if name in ON_EMBEDDINGS else layer1
+                total = total + torch.nn.functional.cross_entropy(head(states[mask]).float(), targets[name][mask])
+        return total
