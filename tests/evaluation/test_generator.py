@@ -104,3 +104,22 @@ def test_media_are_what_the_ground_truth_says():
     image = synth.draw_cells({4: ("blue", "square")}, rng)
     blue = (image[..., 2] > 180) & (image[..., 0] < 90)
     assert blue[28:56, 28:56].sum() == blue.sum() > 100
+
+
+def test_the_shipped_benchmark_is_what_the_generator_writes(tmp_path):
+    import hashlib
+
+    from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
+    from omnitrace_core.evaluation.benchmark import SPLITS as SHIPPED, write_media
+
+    manifest = json.loads((DEFAULT_BENCHMARK_DIR / "manifest.json").read_text())
+    assert {s: (v["seed"], v["per_task"]) for s, v in manifest["splits"].items()} == SHIPPED
+    assert sum(v["samples"] for s, v in manifest["splits"].items() if s == "test") >= 300
+    for split, (seed, _) in SHIPPED.items():
+        records = json.loads((DEFAULT_BENCHMARK_DIR / split / "questions.json").read_text())
+        for index in range(len(TASK_NAMES)):  # one sample of every task, media bytes included
+            sample = generate(seed, index)
+            assert official_sample(sample, split) == records[index]
+            for path in write_media(sample, tmp_path / split, split).values():
+                name = f"{split}/media/{path.name}"
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["files"][name], name
