@@ -1,4 +1,4 @@
-"""Resolve the explorer's model (a checkpoint, or the built-in tiny one) and load a Tracer on it."""
+"""Resolve the explorer's model (a checkpoint, or the bundled demo model) and load a Tracer on it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .settings import AppSettings, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
+DEMO_MODEL_NAME = "omnitrace-demo (bundled tiny Qwen2.5-Omni thinker, trained on the known-truth tasks)"
 TINY_MODEL_NAME = "tiny-qwen2.5-omni (random weights)"
 
 
@@ -37,6 +38,22 @@ def tiny_model_folder(cache_dir: Path | None = None) -> Path:
     return build_tiny_qwen2_5_omni(folder)
 
 
+def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, str]:
+    """The default model's folder and display name: the bundled demo model.
+
+    A checkout without ``assets/demo_model`` (e.g. one trimmed for size) falls back to the tiny
+    random-weight model, with a warning: the app still runs, but its answers mean nothing.
+    """
+    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.evaluation.demo_model import read_card
+
+    if read_card(DEFAULT_MODEL_DIR) is not None:
+        return DEFAULT_MODEL_DIR, DEMO_MODEL_NAME
+    logger.warning("no demo model in %s (train it with scripts/train_demo_model.py); "
+                   "serving the tiny random-weight model instead", DEFAULT_MODEL_DIR)
+    return tiny_model_folder(cache_dir), TINY_MODEL_NAME
+
+
 def is_local(model: str) -> bool:
     return Path(model).expanduser().is_dir()
 
@@ -44,9 +61,9 @@ def is_local(model: str) -> bool:
 def load_tracer(settings: AppSettings):
     """Load the Tracer the app serves.
 
-    The default model is the tiny random-weight checkpoint, built offline into the cache folder
-    and run on the CPU: ``python app.py`` works with no download and no GPU. A Hub id or a local
-    folder runs that checkpoint, on the GPU when there is one.
+    The default model is the bundled demo model (:func:`default_model_folder`), run on the CPU:
+    ``python app.py`` works with no download and no GPU. A Hub id or a local folder runs that
+    checkpoint, on the GPU when there is one.
 
     Returns:
         (tracer, display name of the model, device).
@@ -55,11 +72,11 @@ def load_tracer(settings: AppSettings):
 
     if settings.is_default_model:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing of the default model is on the Hub
-        folder = tiny_model_folder()
+        folder, name = default_model_folder()
         device = settings.device or "cpu"
         tracer = Tracer.from_pretrained(folder, device=device, dtype="float32", limits=settings.limits.media_limits(),
                                         sources=SourceConfig(asr_model=settings.asr_model))
-        return tracer, TINY_MODEL_NAME, device
+        return tracer, name, device
     model = settings.model
     if is_local(model):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -54,7 +54,7 @@ class InputLimits:
 
 
 def default_cache_dir() -> Path:
-    """Where the default (tiny) model is built: $OMNITRACE_CACHE or ~/.cache/omnitrace_explorer."""
+    """Where the fallback tiny model is built: $OMNITRACE_CACHE or ~/.cache/omnitrace_explorer."""
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "omnitrace_explorer")
 
 
@@ -63,7 +63,7 @@ class AppSettings:
     """Settings of one explorer process.
 
     Attributes:
-        model: Hub id or local folder; None for the built-in tiny random-weight model.
+        model: Hub id or local folder; None for the bundled demo model.
         device: "cuda", "cpu" or None (the GPU when there is one).
         dtype: torch dtype name or "auto" (bfloat16 on GPU, float32 on CPU).
         concurrency: generations running at once; later users wait in the queue.
@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     env = os.environ
     parser = argparse.ArgumentParser(description="OmniTrace Explorer: trace what an omni-modal LLM draws on.")
     parser.add_argument("--model", default=env.get(ENV_MODEL) or None,
-                        help=f"Hub id or local checkpoint folder (env {ENV_MODEL}); default: the tiny demo model")
+                        help=f"Hub id or local checkpoint folder (env {ENV_MODEL}); default: the bundled demo model (assets/demo_model)")
     parser.add_argument("--device", default=env.get(ENV_DEVICE) or None,
                         help="cuda, cuda:N or cpu; default: the GPU when there is one")
     parser.add_argument("--dtype", default="auto", help="bfloat16, float16, float32 or auto")
@@ -115,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     limits = InputLimits(max_file_mb=args.max_file_mb, max_image_pixels=args.max_image_pixels,
                          max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
                          max_prompt_tokens=args.max_prompt_tokens)
-    # the tiny model is fast on CPU; a real checkpoint gets a longer default answer
+    # the demo model's answers are short and fast on CPU; a real checkpoint gets a longer default answer
     new_tokens = args.max_new_tokens or (48 if args.model is None else 256)
     return AppSettings(model=args.model, device=args.device, dtype=args.dtype, concurrency=max(1, args.concurrency),
                        default_new_tokens=min(new_tokens, limits.max_new_tokens), limits=limits, host=args.host,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import AUDIO_UNITS, CurationConfig, GenerationConfig, SourceConfig
+from .defaults import DEFAULT_MODEL_DIR
 from .errors import MediaError, OmniTraceError
 
 logger = logging.getLogger(__name__)
@@ -558,8 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trace samples whose position %% N == I (0-based); default: from the launcher's environment")
 
     model = trace.add_argument_group("model")
-    model.add_argument("--model", required=True, metavar="ID_OR_DIR",
-                       help="Hugging Face model id or local checkpoint folder (e.g. Qwen/Qwen2.5-Omni-7B)")
+    model.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="ID_OR_DIR",
+                       help="Hugging Face model id or local checkpoint folder (e.g. Qwen/Qwen2.5-Omni-7B; "
+                            "default: the bundled demo model, assets/demo_model)")
     model.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"),
                        help="weights dtype (default: auto, the checkpoint's)")
     model.add_argument("--device", help="device to load the model on, e.g. cuda:0 or cpu (default: cuda if available)")

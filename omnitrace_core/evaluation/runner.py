@@ -124,7 +124,7 @@ def mean_f1(summary: Mapping[str, Any]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, backend_fn: Callable[[], Any] | None,
+def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, backend_fn: Callable[[], Any],
                      items_fn: Callable[[Split, dict[str, Any]], list], splits: tuple[Split, Split | None],
                      sources: SourceConfig, alignment: str, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """Scores of the requested baselines on ``test`` (thresholds tuned on ``dev``) and their settings."""
@@ -146,8 +146,6 @@ def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, bac
     for name in names:
         started = time.perf_counter()
         if name in ("random", "embedding"):
-            if name == "embedding" and backend_fn is None:
-                raise InputError("the embedding baseline needs the model (give --model)")
             tune_tables = tables_for(name, tune_on[1], splits[1] if dev is not None else splits[0])
             thresholds = B.tune_thresholds(tune_on[0], tune_tables,
                                            lambda p: score(p, tune_on[1].truth_map(), alignment))
@@ -155,8 +153,6 @@ def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, bac
             preds = B.predictions_at(test_base, test_tables, thresholds)
             settings[name] = {"description": B.describe(name), "thresholds": thresholds}
         elif name == "self":
-            if backend_fn is None:
-                raise InputError("self-attribution needs the model (give --model)")
             backend = backend_fn()
             chosen, parsed, total = [], 0, 0
             for record, result in zip(test.records, test.results):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.model_loading import load_tracer, pick_device, pick_dtype
+from components.model_loading import DEMO_MODEL_NAME, TINY_MODEL_NAME, load_tracer, pick_device, pick_dtype
 from components.previews import PreviewCache, gradio_file_url, is_within, peaks_of
 from components.session import close_session, new_session
 from components.settings import ENV_MODEL, EXAMPLES_DIR, AppSettings, parse_args
@@ -74,9 +74,22 @@ def test_device_and_dtype_choice():
     assert pick_dtype("float16", "cuda") == "float16"
 
 
-def test_default_model_is_the_tiny_one_on_cpu(tiny_model_dir, monkeypatch):
+def test_default_model_is_the_bundled_demo_model_on_cpu():
+    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.evaluation.demo_model import read_card
+
+    if read_card(DEFAULT_MODEL_DIR) is None:
+        pytest.skip("the demo model has not been trained into assets/demo_model")
+    tracer, name, device = load_tracer(AppSettings())
+    assert device == "cpu" and name == DEMO_MODEL_NAME and tracer.backend.input_device.type == "cpu"
+    assert tracer.backend.model_id == str(DEFAULT_MODEL_DIR)
+
+
+def test_without_the_demo_model_the_default_falls_back_to_the_tiny_one(tiny_model_dir, monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr("omnitrace_core.defaults.DEFAULT_MODEL_DIR", tmp_path / "missing")
     monkeypatch.setattr("components.model_loading.tiny_model_folder", lambda cache_dir=None: tiny_model_dir)
     tracer, name, device = load_tracer(AppSettings())
-    assert device == "cpu" and "tiny" in name and tracer.backend.input_device.type == "cpu"
+    assert device == "cpu" and name == TINY_MODEL_NAME and tracer.backend.input_device.type == "cpu"
+    assert "train it with scripts/train_demo_model.py" in caplog.text
     local, name, _ = load_tracer(AppSettings(model=str(tiny_model_dir), device="cpu"))
     assert name == str(tiny_model_dir) and local.backend.model_id == str(tiny_model_dir)
