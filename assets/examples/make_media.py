@@ -3,12 +3,15 @@
     PYTHONPATH=. python assets/examples/make_media.py
 
 Writes media/scene.png (a drawn scene), media/chirp.wav (3 s rising tone with two clicks) and
-media/traffic.mp4 (4 s, 160x120, 8 fps, a square crossing the frame, with a tone track). The
-other files in media/ are copied from the OmniTrace reference examples (see LICENSE-omnitrace).
+media/traffic.mp4 (4 s, 160x120, 8 fps, a square crossing the frame, with a tone track), plus the
+media of the known-truth benchmark samples listed in ``DEMO_SAMPLES`` (the demo model's own tasks),
+whose gallery entries it rewrites in gallery.json. The other files in media/ are copied from the
+OmniTrace reference examples (see LICENSE-omnitrace).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,14 @@ from PIL import Image, ImageDraw
 from omnitrace_core.media_files import write_audio, write_video
 
 MEDIA = Path(__file__).resolve().parent / "media"
+GALLERY = Path(__file__).resolve().parent / "gallery.json"
+#: Test-split samples of the known-truth benchmark shown in the gallery: index -> title.
+DEMO_SAMPLES = {
+    0: "Demo model: which colour? (a note of facts)",
+    3: "Demo model: describe three images",
+    36: "Demo model: a question on a sound clip (audio)",
+    7: "Demo model: describe a video and its soundtrack",
+}
 
 
 def scene(path: Path) -> None:
@@ -58,9 +69,31 @@ def traffic(path: Path, seconds: float = 4.0, fps: int = 8, rate: int = 44100) -
     write_video(path, np.stack(frames), fps, audio=tone, audio_rate=rate)
 
 
+def demo_samples() -> list[dict]:
+    """Write the media of :data:`DEMO_SAMPLES` and return their gallery entries (official format)."""
+    from omnitrace_core.evaluation.benchmark import SPLITS, official_sample, write_media
+    from omnitrace_core.evaluation.tasks import generate
+
+    seed, _ = SPLITS["test"]
+    entries = []
+    for index, title in DEMO_SAMPLES.items():
+        sample = generate(seed, index)
+        write_media(sample, MEDIA, "test")
+        entries.append({**official_sample(sample, "test"), "title": title, "source_dataset": "omnitrace-benchmark"})
+    return entries
+
+
+def update_gallery(entries: list[dict]) -> None:
+    """Replace the gallery's benchmark entries by ``entries`` (the others stay as they are)."""
+    kept = [e for e in json.loads(GALLERY.read_text(encoding="utf-8"))
+            if e.get("source_dataset") != "omnitrace-benchmark"]
+    GALLERY.write_text(json.dumps(kept + entries, indent=4) + "\n", encoding="utf-8")
+
+
 if __name__ == "__main__":
     MEDIA.mkdir(exist_ok=True)
     scene(MEDIA / "scene.png")
     chirp(MEDIA / "chirp.wav")
     traffic(MEDIA / "traffic.mp4")
+    update_gallery(demo_samples())
     print("wrote", ", ".join(p.name for p in sorted(MEDIA.iterdir())))
