@@ -17,6 +17,7 @@ from .compare_panel import build_compare_panel, compare_outputs, make_compare_ha
 from .compose import build_compose_panel, build_gallery, gallery, load_gallery_example
 from .curation_panel import build_curation_panel, recurate_view
 from .explorer_view import esc
+from .model_loading import MODEL_NOTES
 from .export_panel import build_export_panel, make_export_handlers
 from .plots import token_confidence_figure
 from .rendering import ViewContext, upload_roots
@@ -28,9 +29,9 @@ from .trace_panel import build_trace_panel, make_run_handler, stop_trace
 MOUNT_JS = "\notMount(element);\nwatch('value', function () { otMount(element); });\n"
 
 
-def _header(model_name: str, device: str, tiny: bool) -> str:
-    note = ('<span class="ot-note">The default model has random weights: its text is gibberish, but every trace '
-            'of it is real. Start with <code>--model Qwen/Qwen2.5-Omni-7B</code> for real answers.</span>') if tiny else ""
+def _header(model_name: str, device: str) -> str:
+    note = MODEL_NOTES.get(model_name)
+    note = f'<span class="ot-note">{esc(note)}</span>' if note else ""
     return (f'<div class="ot-header"><div><h1>OmniTrace Explorer</h1><p>Trace each sentence an omni-modal model '
             f'writes back to the text, image tiles, audio and video segments it draws on.</p></div>'
             f'<div class="ot-modelchip"><b>{esc(model_name)}</b> &middot; {esc(device)}{note}</div></div>')
@@ -50,7 +51,7 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
     with gr.Blocks(title="OmniTrace Explorer", delete_cache=(1800, 3600)) as demo:
         # no time-to-live: Gradio drops (and close_session cleans) the state an hour after the tab closes
         session = gr.State(new_session, delete_callback=close_session)
-        gr.HTML(_header(ctx.model_name, device, settings.is_default_model), js_on_load=None, padding=False)
+        gr.HTML(_header(ctx.model_name, device), js_on_load=None, padding=False)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=340, elem_classes="ot-sidebar"):
                 compose = build_compose_panel(limits, ctx.roots)

@@ -12,6 +12,14 @@ logger = logging.getLogger(__name__)
 
 DEMO_MODEL_NAME = "omnitrace-demo (bundled tiny Qwen2.5-Omni thinker, trained on the known-truth tasks)"
 TINY_MODEL_NAME = "tiny-qwen2.5-omni (random weights)"
+#: What the header says under the name of a default model (plain text; the header escapes it).
+MODEL_NOTES = {
+    DEMO_MODEL_NAME: "It knows only the small world of its benchmark (notes of facts, flat shapes, synthetic "
+                     "sounds, short clips): try the Demo model examples. Start with --model "
+                     "Qwen/Qwen2.5-Omni-7B for a real model.",
+    TINY_MODEL_NAME: "Its weights are random: its text is gibberish, but every trace of it is real. Start with "
+                     "--model Qwen/Qwen2.5-Omni-7B for real answers.",
+}
 
 
 def pick_device(requested: str | None) -> str:

@@ -1,8 +1,8 @@
 """Screenshot of the explorer after a sentence is clicked (docs/explorer.png).
 
-    python -m components.screenshot [--out docs/explorer.png] [--signal attgrads] [--example 0]
+    python -m components.screenshot [--out docs/explorer.png] [--signal attmean] [--example 7]
 
-Launches the app on the default (tiny) model, runs a gallery example in headless Chromium
+Launches the app on the default (demo) model, runs a gallery example in headless Chromium
 (Debian's ``chromium`` through the playwright package), clicks the first sentence and saves a
 full-page PNG. Nothing is downloaded.
 """
@@ -23,7 +23,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def take_screenshot(out: Path, signal: str = "attgrads", example: int = 0, width: int = 1440) -> Path:
+def take_screenshot(out: Path, signal: str = "attmean", example: int = 7, width: int = 1440) -> Path:
     """Run gallery example ``example`` with ``signal`` (p_min off), click sentence 1, save ``out``."""
     from playwright.sync_api import sync_playwright
 
@@ -33,7 +33,7 @@ def take_screenshot(out: Path, signal: str = "attgrads", example: int = 0, width
     chromium = chromium_path()
     if chromium is None:
         raise SystemExit("Debian's chromium is needed: apt-get install chromium")
-    settings = AppSettings(port=_free_port(), default_new_tokens=24)
+    settings = AppSettings(port=_free_port(), default_new_tokens=48)
     tracer, name, device = load_tracer(settings)
     demo = build_app(tracer, settings, model_name=name, device=device)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
@@ -65,8 +65,8 @@ def take_screenshot(out: Path, signal: str = "attgrads", example: int = 0, width
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "explorer.png")
-    parser.add_argument("--signal", default="attgrads")
-    parser.add_argument("--example", type=int, default=0)
+    parser.add_argument("--signal", default="attmean")
+    parser.add_argument("--example", type=int, default=7)
     args = parser.parse_args()
     print(take_screenshot(args.out, args.signal, args.example))
 
