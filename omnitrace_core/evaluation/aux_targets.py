@@ -14,7 +14,7 @@ the answer loss, make the needed features appear early:
   "second N" in the text); the order of the unit a
   token belongs to (the k-th image, the k-th sound or shown object in time, the k-th fact of a
   note); which output sentence an answer token is in; what a note's fact states (name, colour,
-  thing) on the tokens from its thing word on; an option line's letter on its words; the token
+  thing) on its last word and full stop, where all of it has been read; an option line's letter on its words; the token
   before every text token; and, where the letter of a QA answer is decided, the option word the
   answer has just stated.
 
