@@ -305,24 +305,24 @@ def test_gallery_example_runs_in_one_click(app, browser):
     page.context.close()
 
 
+def _set_speech_units(page, item: str, units: str, listed: str) -> None:
+    """In the Speech tab, give ``item`` the ``units`` option and wait for the item list to say ``listed``."""
+    page.locator("#ot-speech-item input").click()
+    page.get_by_role("option", name=item, exact=False).click()
+    page.get_by_label(units).check()
+    page.click("#ot-speech-apply")
+    page.wait_for_function(f"() => document.querySelector('.ot-itemlist').innerText.includes({listed!r})",
+                           timeout=20_000)
+
+
 def test_speech_tab_sets_an_items_source_units(app, browser, tmp_path):
     page = open_page(browser, app)
     add_text(page, "What do you hear?")
     add_media(page, "chirp.wav")
     page.get_by_role("tab", name="Speech").click()
-    page.locator("#ot-speech-item input").click()
-    page.get_by_role("option", name="#2 chirp.wav", exact=False).click()
-    page.get_by_label("Speech recognition (ASR)").check()
-    page.click("#ot-speech-apply")
-    page.wait_for_function("() => document.querySelector('.ot-itemlist').innerText.includes('speech (ASR)')",
-                           timeout=20_000)
+    _set_speech_units(page, "#2 chirp.wav", "Speech recognition (ASR)", "speech (ASR)")
     srt = tmp_path / "chirp.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:02,500\nTwo clicks.\n")
     page.set_input_files("#ot-transcript-in input[type=file]", str(srt))
-    page.locator("#ot-speech-item input").click()
-    page.get_by_role("option", name="#2 chirp.wav", exact=False).click()
-    page.get_by_label("Transcript file").check()
-    page.click("#ot-speech-apply")
-    page.wait_for_function("() => document.querySelector('.ot-itemlist').innerText.includes('transcript chirp.srt')",
-                           timeout=20_000)
+    _set_speech_units(page, "#2 chirp.wav", "Transcript file", "transcript chirp.srt")
     page.context.close()
