@@ -96,7 +96,7 @@ def official_sample(sample: TaskSample, split: str, media_prefix: str = "media")
 
 def sample_truth(sample: TaskSample, split: str) -> SampleTruth:
     return SampleTruth(id=sample_id(split, sample.index), task=sample.task, spans=tuple(sample.spans),
-                       option=sample.option, options=dict(sample.options))
+                       option=sample.option, options=dict(sample.options), question_type=sample.question_type)
 
 
 def split_samples(split: str, seed: int, per_task: int, tasks: Sequence[str] = TASK_NAMES) -> list[TaskSample]:

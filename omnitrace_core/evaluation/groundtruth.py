@@ -7,6 +7,7 @@ and it holds human or LLM-judge labels as well as the benchmark's known-by-const
      "samples": [
        {"id": "test-0002", "task": "image_qa",          # matched to trace records by id (+ task)
         "option": "D",                                  # optional: the correct letter (QA)
+        "question_type": "shape of a colour",           # optional: groups QA accuracy in the report
         "options": {"A": {"modality": "text", "item": 4, "char_start": 30, "char_end": 39}, ...},
         "spans": [                                      # expected output sentences, in order
           {"text": "The red object is a triangle.",
@@ -102,10 +103,11 @@ class SampleTruth:
     option: str | None = None
     options: Mapping[str, SourceRef] = field(default_factory=dict)
     key: str | None = None
+    question_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
-        for name in ("key", "task", "option"):
+        for name in ("key", "task", "option", "question_type"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.options:
@@ -135,9 +137,12 @@ class SampleTruth:
         option = data.get("option")
         if option is not None and not isinstance(option, str):
             raise InputError(f"{where}: 'option' must be a letter string")
+        question_type = data.get("question_type")
+        if question_type is not None and not (isinstance(question_type, str) and question_type.strip()):
+            raise InputError(f"{where}: 'question_type' must be a non-empty string, got {question_type!r}")
         return cls(id=str(data["id"]), spans=tuple(parsed), task=data.get("task"), option=option,
                    options={str(k): SourceRef.from_dict(v, f"{where} option {k}") for k, v in options.items()},
-                   key=data.get("key"))
+                   key=data.get("key"), question_type=question_type)
 
 
 @dataclass(frozen=True)

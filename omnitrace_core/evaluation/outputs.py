@@ -32,21 +32,30 @@ def output_accuracy(samples: Sequence[Any], texts: Sequence[str]) -> dict[str, A
 
     Args:
         samples: objects with ``task``, ``option`` (correct letter or None) and ``answer``
-            (expected output) attributes, e.g. :class:`~omnitrace_core.evaluation.tasks.TaskSample`.
+            (expected output) attributes, e.g. :class:`~omnitrace_core.evaluation.tasks.TaskSample`;
+            an optional ``question_type`` groups QA samples further.
         texts: the generated output of each sample.
 
     Returns:
         ``{"summary": {"qa_accuracy", "qa_samples", "description_sentence_accuracy",
-        "description_sentences", "exact_outputs"}, "tasks": {task: {...}}}``: fractions in [0, 1].
+        "description_sentences", "exact_outputs"}, "tasks": {task: {...}},
+        "question_types": [{"task", "question_type", "samples", "qa_accuracy"}, ...]}``: fractions
+        in [0, 1]; ``question_types`` counts the QA samples that name their type, by task and type.
     """
     per_task: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    per_type: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for sample, text in zip(samples, texts):
         stats = per_task[sample.task]
         stats["samples"] += 1
         stats["exact"] += int(" ".join(text.split()) == " ".join(sample.answer.split()))
         if sample.option is not None:
+            right = int(parse_option(text) == sample.option)
             stats["qa"] += 1
-            stats["qa_right"] += int(parse_option(text) == sample.option)
+            stats["qa_right"] += right
+            question_type = getattr(sample, "question_type", None)
+            if question_type:
+                per_type[sample.task, question_type][0] += 1
+                per_type[sample.task, question_type][1] += right
         else:
             want, got = sentences(sample.answer), sentences(text)
             stats["sentences"] += len(want)
@@ -67,4 +76,6 @@ def output_accuracy(samples: Sequence[Any], texts: Sequence[str]) -> dict[str, A
                "description_sentence_accuracy": ratio(totals["sentences_right"], totals["sentences"]),
                "description_sentences": totals["sentences"],
                "exact_outputs": ratio(totals["exact"], totals["samples"])}
-    return {"summary": summary, "tasks": tasks}
+    question_types = [{"task": task, "question_type": name, "samples": n, "qa_accuracy": ratio(right, n)}
+                      for (task, name), (n, right) in sorted(per_type.items())]
+    return {"summary": summary, "tasks": tasks, "question_types": question_types}

@@ -31,6 +31,11 @@ def outputs_table(acc: Mapping[str, Any]) -> list[str]:
     for task, t in acc["tasks"].items():
         lines.append(f"| {task} | {t['samples']} | {_pct(t['qa_accuracy'])} | "
                      f"{_pct(t['description_sentence_accuracy'])} | {_pct(t['exact_outputs'])} |")
+    if acc.get("question_types"):
+        lines += ["", "QA accuracy by question type (what is asked, of what the question names):", "",
+                  "| Task | Question type | Samples | QA accuracy |", "|---|---|---:|---:|"]
+        lines += [f"| {q['task']} | {q['question_type']} | {q['samples']} | {_pct(q['qa_accuracy'])} |"
+                  for q in acc["question_types"]]
     return lines
 
 

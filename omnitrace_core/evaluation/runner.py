@@ -105,6 +105,7 @@ class Expected:
     task: str
     option: str | None
     answer: str
+    question_type: str | None = None
 
 
 def accuracy(traced: Traced) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def accuracy(traced: Traced) -> dict[str, Any]:
         if truth is None:
             continue
         samples.append(Expected(truth.task or str(record.get("task")), truth.option,
-                                " ".join(s.text for s in truth.spans)))
+                                " ".join(s.text for s in truth.spans), truth.question_type))
         texts.append(result.text)
     return output_accuracy(samples, texts)
 

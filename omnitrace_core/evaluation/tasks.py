@@ -80,6 +80,8 @@ class TaskSample:
         spans: expected output sentences with their sources.
         option: the correct letter of a QA sample (None for descriptions).
         options: letter -> the option line's source (QA samples).
+        question_type: what a QA question asks for and by what it names its target, e.g.
+            ``"shape of a colour"`` ("What shape is the blue object?"); None for descriptions.
     """
 
     index: int
@@ -89,6 +91,7 @@ class TaskSample:
     spans: list[GoldSpan]
     option: str | None = None
     options: dict[str, SourceRef] = field(default_factory=dict)
+    question_type: str | None = None
 
     @property
     def kind(self) -> str:
@@ -199,7 +202,8 @@ def text_qa(rng: np.random.Generator) -> TaskSample:
     content, correct = f"The {thing} is {colour}.", colour
     letter = LETTERS[options.index(correct)]
     return TaskSample(0, "text_qa", QA_PROMPT, b.entries,
-                      _answer_spans(GoldSpan(content, (fact_ref,)), letter, refs), letter, refs)
+                      _answer_spans(GoldSpan(content, (fact_ref,)), letter, refs), letter, refs,
+                      "colour of a thing")
 
 
 def text_summary(rng: np.random.Generator) -> TaskSample:
@@ -247,17 +251,20 @@ def image_qa(rng: np.random.Generator) -> TaskSample:
         options = _options(rng, colour, [c[0] for c in contents], COLOUR_NAMES)
         _, refs = b.question(f"What colour is the {shape}?", options)
         content, letter = f"The {shape} is {colour}.", LETTERS[options.index(colour)]
+        asked = "colour of a shape"
     elif kind == 1:
         options = _options(rng, shape, [c[1] for c in contents], synth.SHAPES)
         _, refs = b.question(f"What shape is the {colour} object?", options)
         content, letter = f"The {colour} object is a {shape}.", LETTERS[options.index(shape)]
+        asked = "shape of a colour"
     else:
         options = [OPTION_COUNTS[i] for i in rng.permutation(4)]
         _, refs = b.question(f"How many {colour} {_plural(shape)} are there?", options)
         content = f"The number of {colour} {_plural(shape)} is {OPTION_COUNTS[count - 1]}."
         letter = LETTERS[options.index(OPTION_COUNTS[count - 1])]
+        asked = "count of a colour and shape"
     gold = GoldSpan(content, (SourceRef("image", items[target]),))
-    return TaskSample(0, "image_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs)
+    return TaskSample(0, "image_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs, asked)
 
 
 def image_description(rng: np.random.Generator) -> TaskSample:
@@ -301,14 +308,14 @@ def audio_qa(rng: np.random.Generator) -> TaskSample:
         options = [f"second {s}" for s in rng.permutation(synth.CLIP_SECONDS)]
         _, refs = b.question(f"When does the {kind} play?", options)
         letter = LETTERS[options.index(f"second {second}")]
-        content = _sound_sentence(kind, second)
+        content, asked = _sound_sentence(kind, second), "time of a sound"
     else:
         options = _options(rng, kind, list(events.values()), synth.SOUNDS)
         _, refs = b.question(f"Which sound plays at second {second}?", options)
         letter = LETTERS[options.index(kind)]
-        content = f"The sound at second {second} is a {kind}."
+        content, asked = f"The sound at second {second} is a {kind}.", "sound at a time"
     gold = GoldSpan(content, (_interval("audio", item, second),))
-    return TaskSample(0, "audio_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs)
+    return TaskSample(0, "audio_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs, asked)
 
 
 def audio_description(rng: np.random.Generator) -> TaskSample:
@@ -342,23 +349,24 @@ def video_qa(rng: np.random.Generator) -> TaskSample:
         if kind == 0:
             options = _options(rng, shape, [s for _, s in shown.values()], synth.SHAPES)
             _, refs = b.question(f"What shape appears at second {second}?", options)
-            content, correct = f"The shape at second {second} is a {shape}.", shape
+            content, correct, asked = f"The shape at second {second} is a {shape}.", shape, "shape at a time"
         elif kind == 1:
             options = _options(rng, colour, [c for c, _ in shown.values()], COLOUR_NAMES)
             _, refs = b.question(f"What colour appears at second {second}?", options)
-            content, correct = f"The colour at second {second} is {colour}.", colour
+            content, correct, asked = f"The colour at second {second} is {colour}.", colour, "colour at a time"
         else:
             options = [f"second {s}" for s in rng.permutation(synth.CLIP_SECONDS)]
             _, refs = b.question(f"When does the {colour} {shape} appear?", options)
             content, correct = f"The {colour} {shape} appears at second {second}.", f"second {second}"
+            asked = "time of a colour and shape"
     else:
         second, sound = next(iter(sounds.items()))
         options = [f"second {s}" for s in rng.permutation(synth.CLIP_SECONDS)]
         _, refs = b.question(f"When does the {sound} play?", options)
-        content, correct = _sound_sentence(sound, second), f"second {second}"
+        content, correct, asked = _sound_sentence(sound, second), f"second {second}", "time of the sound"
     letter = LETTERS[options.index(correct)]
     gold = GoldSpan(content, (_interval("video", item, second),))
-    return TaskSample(0, "video_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs)
+    return TaskSample(0, "video_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs, asked)
 
 
 def video_description(rng: np.random.Generator) -> TaskSample:

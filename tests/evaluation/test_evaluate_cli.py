@@ -32,9 +32,11 @@ def test_end_to_end(run, capsys):
     assert set(report["token_rules"]["attmean"]) == {"sum", "max_token"}
     assert report["baseline_settings"]["embedding"]["thresholds"]
     assert report["outputs"]["summary"]["qa_samples"] == 4
+    assert sum(q["samples"] for q in report["outputs"]["question_types"]) == 4
     assert any(c["check"].startswith("attmean text F1") for c in report["checks"])
     text = (work / "report.md").read_text()
     assert "paper Table 2 layout" in text and "Table 3 layout" in text and "max_token" in text
+    assert "QA accuracy by question type" in text and "| image_qa | colour of a shape | 1 |" in text
     assert (work / "test.attmean.jsonl").is_file() and (work / "dev.attmean.jsonl").is_file()
 
 

@@ -90,6 +90,22 @@ def test_official_format_and_ground_truth_round_trip(tmp_path):
     truth = GroundTruth((sample_truth(sample, "test"),))
     again = GroundTruth.load(truth.save(tmp_path / "gt.json"))
     assert again.to_dict() == truth.to_dict()
+    assert again.samples[0].question_type == sample.question_type
+
+
+def test_every_qa_sample_names_its_question_type():
+    types = {}
+    for task in TASK_NAMES:
+        for index in range(40):
+            sample = generate(9, index, task)
+            assert (sample.question_type is None) == (sample.option is None)
+            if sample.question_type:
+                types.setdefault(task, set()).add(sample.question_type)
+    assert types == {
+        "text_qa": {"colour of a thing"},
+        "image_qa": {"colour of a shape", "shape of a colour", "count of a colour and shape"},
+        "audio_qa": {"time of a sound", "sound at a time"},
+        "video_qa": {"shape at a time", "colour at a time", "time of a colour and shape", "time of the sound"}}
 
 
 def test_media_are_what_the_ground_truth_says():

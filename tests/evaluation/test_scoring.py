@@ -67,6 +67,23 @@ def test_output_accuracy():
     assert acc["summary"]["qa_accuracy"] == 0.5
     assert acc["summary"]["description_sentence_accuracy"] == pytest.approx(2 / 3)
     assert acc["summary"]["exact_outputs"] == pytest.approx(1 / 3)
+    assert acc["question_types"] == []
+
+
+def test_output_accuracy_by_question_type():
+    class S:
+        def __init__(self, task, option, question_type):
+            self.task, self.option, self.answer, self.question_type = task, option, "", question_type
+
+    samples = [S("b_qa", "A", "count"), S("a_qa", "B", "time"), S("a_qa", "C", "time"), S("a_qa", "D", "colour"),
+               S("a_qa", "A", None), S("x_description", None, "time")]
+    acc = output_accuracy(samples, ["The answer is A.", "The answer is B.", "The answer is A.", "The answer is D.",
+                                    "The answer is A.", ""])
+    assert acc["question_types"] == [
+        {"task": "a_qa", "question_type": "colour", "samples": 1, "qa_accuracy": 1.0},
+        {"task": "a_qa", "question_type": "time", "samples": 2, "qa_accuracy": 0.5},
+        {"task": "b_qa", "question_type": "count", "samples": 1, "qa_accuracy": 1.0}]
+    assert acc["tasks"]["a_qa"]["qa_accuracy"] == 0.75  # the untyped sample still counts for its task
 
 
 UNITS = (
@@ -125,6 +142,10 @@ def test_ground_truth_validation(tmp_path):
                    '[{"id": 1, "spans": [{"text": "x", "sources": [{"modality": "audio", "item": 1, '
                    '"time_start": 3, "time_end": 2}]}]}]}')
     with pytest.raises(InputError, match="time_start < time_end"):
+        GroundTruth.load(bad)
+    bad.write_text('{"format": "omnitrace-ground-truth", "version": 1, "samples": '
+                   '[{"id": 1, "question_type": 3, "spans": []}]}')
+    with pytest.raises(InputError, match="'question_type' must be a non-empty string"):
         GroundTruth.load(bad)
     bad.write_text('{"samples": []}')
     with pytest.raises(InputError, match="not a ground-truth file"):
