@@ -203,7 +203,7 @@ def text_qa(rng: np.random.Generator) -> TaskSample:
     letter = LETTERS[options.index(correct)]
     return TaskSample(0, "text_qa", QA_PROMPT, b.entries,
                       _answer_spans(GoldSpan(content, (fact_ref,)), letter, refs), letter, refs,
-                      "colour of a thing")
+                      question_type="colour of a thing")
 
 
 def text_summary(rng: np.random.Generator) -> TaskSample:
@@ -264,7 +264,8 @@ def image_qa(rng: np.random.Generator) -> TaskSample:
         letter = LETTERS[options.index(OPTION_COUNTS[count - 1])]
         asked = "count of a colour and shape"
     gold = GoldSpan(content, (SourceRef("image", items[target]),))
-    return TaskSample(0, "image_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs, asked)
+    return TaskSample(0, "image_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs,
+                      question_type=asked)
 
 
 def image_description(rng: np.random.Generator) -> TaskSample:
@@ -315,7 +316,8 @@ def audio_qa(rng: np.random.Generator) -> TaskSample:
         letter = LETTERS[options.index(kind)]
         content, asked = f"The sound at second {second} is a {kind}.", "sound at a time"
     gold = GoldSpan(content, (_interval("audio", item, second),))
-    return TaskSample(0, "audio_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs, asked)
+    return TaskSample(0, "audio_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs,
+                      question_type=asked)
 
 
 def audio_description(rng: np.random.Generator) -> TaskSample:
@@ -366,7 +368,8 @@ def video_qa(rng: np.random.Generator) -> TaskSample:
         content, correct, asked = _sound_sentence(sound, second), f"second {second}", "time of the sound"
     letter = LETTERS[options.index(correct)]
     gold = GoldSpan(content, (_interval("video", item, second),))
-    return TaskSample(0, "video_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs, asked)
+    return TaskSample(0, "video_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs,
+                      question_type=asked)
 
 
 def video_description(rng: np.random.Generator) -> TaskSample:
