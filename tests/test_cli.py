@@ -19,8 +19,9 @@ from omnitrace_core import TraceResult, sample_keys
 from omnitrace_core.cli import (LOCAL_RANK_ENV, RANK_ENV, WORLD_SIZE_ENV, main, parse_shard, run_batch,
                                 shard_from_env, shard_output_path, UsageError)
 from tests import media_files
+from tests.shared_files import OFFICIAL_EXAMPLES, require
 
-OFFICIAL = Path("/work/shared/external/omnitrace_examples")
+OFFICIAL = OFFICIAL_EXAMPLES
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--max-new-tokens", "4", "--video-fps", "0.5", "--no-progress"]
 MISSING = {"question_audio.json": {"0:summarization": "examples/media/01_M014_01.wav"},
@@ -51,8 +52,7 @@ def _copy_tree(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def official(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writable copy of the official examples: <root>/examples/*.json and <root>/examples/media/."""
-    if not (OFFICIAL / "examples").is_dir():
-        pytest.skip(f"official examples not found at {OFFICIAL}")
+    require(OFFICIAL / "examples")
     return _copy_tree(OFFICIAL, tmp_path_factory.mktemp("official"))
 
 

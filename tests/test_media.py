@@ -23,9 +23,17 @@ from omnitrace_core.media import (
     probe_duration,
 )
 from tests.media_files import encode_audio
+from tests.shared_files import OFFICIAL_EXAMPLES, require
 
-EXAMPLES = Path("/work/shared/external/omnitrace_examples/examples/media")
-needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="example media folder absent")
+EXAMPLES = OFFICIAL_EXAMPLES / "examples" / "media"
+
+
+@pytest.fixture
+def needs_examples_dir() -> Path:
+    return require(EXAMPLES)
+
+
+needs_examples = pytest.mark.usefixtures("needs_examples_dir")
 
 W, H = 64, 48
 VIDEO_RATE = Fraction(25, 2)  # 12.5 fps, an odd rate on purpose

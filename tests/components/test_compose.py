@@ -12,9 +12,15 @@ from components.samples import gallery, read_sample_file, sample_items
 from components.session import ComposedItem
 from components.settings import EXAMPLES_DIR, InputLimits
 from omnitrace_core import InputError
+from tests.shared_files import OFFICIAL_EXAMPLES, require
 
 LIMITS = InputLimits()
-OFFICIAL = Path("/work/shared/external/omnitrace_examples/examples")
+OFFICIAL = OFFICIAL_EXAMPLES / "examples"
+
+
+@pytest.fixture
+def official_dir() -> Path:
+    return require(OFFICIAL)
 
 
 def _texts(*names):
@@ -103,7 +109,7 @@ def test_gallery_examples_load_with_every_modality():
         load_gallery_example(99, examples, LIMITS)
 
 
-@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the official example files are not on this machine")
+@pytest.mark.usefixtures("official_dir")
 def test_official_sample_files_load_unchanged():
     sample_file, choices = read_samples([str(OFFICIAL / "question_visual_text.json")])
     assert [key for _, key in choices] == list(sample_file.keys)
@@ -114,7 +120,7 @@ def test_official_sample_files_load_unchanged():
         sample_items(audio_file, "0:summarization", LIMITS)
 
 
-@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the official example files are not on this machine")
+@pytest.mark.usefixtures("official_dir")
 def test_sample_media_must_come_from_allowed_folders(tmp_path):
     # the app only reads media uploaded with the JSON file or shipped in assets/
     sample_file = read_sample_file(OFFICIAL / "question_visual_text.json")
