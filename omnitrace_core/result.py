@@ -8,22 +8,30 @@ through JSON (``to_dict`` / ``from_dict``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .config import CurationConfig, GenerationConfig, SourceConfig
+from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
 from .errors import InputError
 from .sources import SourceSet, SourceUnit
 from .token_rules import get_token_rule
 
 SCHEMA_VERSION = 1
+#: Score arrays are saved to this many decimals (a millionth of the attention mass), which keeps
+#: trace files small; equality compares them at this precision.
+SAVED_DECIMALS = 6
 
 
-def _floats(values: np.ndarray, digits: int = 6) -> list:
-    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+def _saved(values: np.ndarray) -> np.ndarray:
+    """Scores as a saved trace keeps them."""
+    return np.round(np.asarray(values, dtype=np.float64), SAVED_DECIMALS)
+
+
+def _floats(values: np.ndarray) -> list:
+    return _saved(values).tolist()
 
 
 @dataclass(frozen=True)
@@ -140,9 +148,21 @@ class Span:
         return cls(**data)
 
 
-@dataclass(frozen=True)
+def _same_saved_sources(a: SourceSet, b: SourceSet) -> bool:
+    """Equal source sets as a trace saves them (the prompt's position map is not saved)."""
+    return (a.units == b.units and a.atom_kind == b.atom_kind and np.array_equal(a.atom_unit, b.atom_unit)
+            and np.array_equal(a.atom_tile, b.atom_tile))
+
+
+@dataclass(frozen=True, eq=False)
 class TraceResult:
     """Everything one traced generation produced.
+
+    Two results are equal (``==``) when they record the same trace, as it is saved: the same
+    model, backend, signal, inputs, source units, tokens, spans, configs, stop reason, prompt
+    length and schema, and the same score arrays to ``SAVED_DECIMALS`` decimals (NaN equal to
+    NaN). So a trace equals itself loaded back from JSON. ``timings`` are not compared (they
+    measure one run, not what was traced); a result holds arrays, so it is not hashable.
 
     Attributes:
         text: the generated text (special tokens removed).
@@ -189,6 +209,25 @@ class TraceResult:
                 if not 0 <= src.unit < len(self.sources.units):
                     raise ValueError(f"span {span.index} cites unknown unit {src.unit}")
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TraceResult):
+            return NotImplemented
+        if other is self:
+            return True
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "timings":
+                continue
+            if f.name in ("atom_sum", "atom_max", "outside"):
+                same = mine.shape == theirs.shape and np.array_equal(_saved(mine), _saved(theirs), equal_nan=True)
+            elif f.name == "sources":
+                same = _same_saved_sources(mine, theirs)
+            else:
+                same = mine == theirs
+            if not same:
+                return False
+        return True
+
     # -- derived views ---------------------------------------------------------------------
     @property
     def units(self) -> tuple[SourceUnit, ...]:
@@ -215,9 +254,10 @@ class TraceResult:
         return {m: v for m, v in out.items() if v}
 
     def recurate(self, curation: CurationConfig) -> "TraceResult":
-        """The same trace with spans curated under other settings (no generation)."""
+        """The same trace with spans curated under other settings (a CurationConfig or a mapping of its fields)."""
         from .spans import curate_spans
 
+        curation = as_config(CurationConfig, curation, "curation")
         spans = curate_spans(self.spans, self, curation)
         return replace(self, curation=curation, spans=spans)
 
