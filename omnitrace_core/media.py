@@ -663,13 +663,8 @@ def load_video(
             )
         vstream = container.streams.video[0]
         astream = container.streams.audio[0] if (with_audio and container.streams.audio) else None
-        duration = _stream_seconds(vstream, container)
-        if duration is None:  # no usable metadata: scan packet timestamps (cheap, no decoding)
-            duration = _scan_packets(path, "video")
-        if duration is None:  # last resort: decode once just to measure
-            duration = _decode_seconds(path, name)
-        if duration is not None:
-            _check_seconds(duration, limits.max_video_seconds, name, "video")
+        duration = _video_seconds(path, vstream, container)
+        _check_seconds(duration, limits.max_video_seconds, name, "video")
         source_fps = _native_fps(vstream)
         clip = _decode_video(container, vstream, astream, name, float(fps), int(max_frames),
                              duration, source_fps, rate, limits)
@@ -862,9 +857,10 @@ def _align(wave: np.ndarray, offset: float, rate: int) -> np.ndarray:
 def probe_duration(source: PathLike) -> float:
     """Duration in seconds of an audio or video file, read cheaply.
 
-    Uses container/stream metadata (the first video stream, else the first audio
-    stream, else the container); falls back to scanning packet timestamps, then
-    to decoding.
+    A video's duration is the one :func:`load_video` reports (see :func:`_video_seconds`):
+    the longer of its header's and its frames' time span, read from packet timestamps
+    without decoding. An audio file's comes from its metadata, else its packet
+    timestamps, else decoding.
 
     Args:
         source: Path to an audio or video file.
@@ -884,19 +880,30 @@ def probe_duration(source: PathLike) -> float:
         streams = list(container.streams.video) + list(container.streams.audio)
         if not streams:
             raise MediaError(f"media file '{name}' has no audio or video stream; accepted: {accepted}")
-        kind = streams[0].type
+        if container.streams.video:
+            return float(_video_seconds(path, container.streams.video[0], container))
         seconds = _stream_seconds(streams[0], container)
     finally:
         container.close()
     if seconds is None:
-        seconds = _scan_packets(path, kind)
+        seconds = _scan_packets(path, "audio")
     if seconds is None:
-        if kind == "video":
-            seconds = _decode_seconds(path, name)
-        else:
-            unlimited = MediaLimits(None, None, None, None)
-            seconds = _decode_audio_file(path, 16000, unlimited).shape[0] / 16000.0
+        unlimited = MediaLimits(None, None, None, None)
+        seconds = _decode_audio_file(path, 16000, unlimited).shape[0] / 16000.0
     return float(seconds)
+
+
+def _video_seconds(path: Path, stream: "av.video.stream.VideoStream",
+                   container: "av.container.InputContainer") -> float:
+    """Seconds of a video stream, the one duration both :func:`probe_duration` and :func:`load_video` use.
+
+    The header's duration, or the time span of the frames' packet timestamps where that is
+    longer: variable-frame-rate files often under-report in the header (one with frames until
+    3.9 s said 2.3 s), and decoding shows every frame up to its end. Only when neither is
+    known is the stream decoded to measure it.
+    """
+    known = [s for s in (_stream_seconds(stream, container), _scan_packets(path, "video")) if s is not None]
+    return max(known) if known else _decode_seconds(path, path.name)
 
 
 def _open_container(path: Path, kind: str, accepted: str) -> "av.container.InputContainer":
@@ -931,7 +938,11 @@ def _native_fps(stream: "av.video.stream.VideoStream") -> float | None:
 
 
 def _scan_packets(path: Path, kind: str) -> float | None:
-    """Duration from packet timestamps without decoding: (last end - first start)."""
+    """Duration from packet timestamps without decoding: (last end - first start).
+
+    A video packet without a duration lasts one native frame period, as a decoded frame does
+    in :class:`_FrameSampler`.
+    """
     try:
         with av.open(str(path), mode="r") as container:
             streams = container.streams.video if kind == "video" else container.streams.audio
@@ -939,12 +950,17 @@ def _scan_packets(path: Path, kind: str) -> float | None:
                 return None
             stream = streams[0]
             tb = stream.time_base
+            if tb is None:
+                return None
+            default = 0.0
+            if kind == "video":
+                default = 1.0 / (_native_fps(stream) or 25.0)
             first = last = None
             for packet in container.demux(stream):
-                if packet.pts is None or tb is None:
+                if packet.pts is None:
                     continue
-                start = packet.pts
-                end = packet.pts + (packet.duration or 0)
+                start = float(packet.pts * tb)
+                end = start + (float(packet.duration * tb) if packet.duration else default)
                 first = start if first is None else min(first, start)
                 last = end if last is None else max(last, end)
     except _AV_ERRORS as exc:
@@ -952,7 +968,7 @@ def _scan_packets(path: Path, kind: str) -> float | None:
         return None
     if first is None or last is None or last <= first:
         return None
-    return float((last - first) * tb)
+    return last - first
 
 
 def _decode_seconds(path: Path, name: str) -> float:

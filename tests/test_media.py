@@ -469,6 +469,37 @@ def test_probe_duration(video_av, tmp_path):
         probe_duration(tmp_path / "missing.mp4")
 
 
+def test_variable_frame_rate_mp4_has_one_duration_for_probe_and_tracing(tmp_path):
+    """B-frames over irregular frame times: the MP4 header sums packet durations in decode order
+    and says 2.3 s, while the frames run until 3.9 s. The upfront check must see what tracing sees."""
+    from omnitrace_core.speech import validate_segments
+
+    path = tmp_path / "vfr.mp4"
+    times = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.5, 2.0, 2.1, 3.9]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(VIDEO_CODEC, rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.max_b_frames = 2
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), _colour(i), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:  # the file really under-reports in its header
+        video = container.streams.video[0]
+        assert float(video.duration * video.time_base) < 2.5
+
+    clip = load_video(path, fps=10)
+    assert clip.duration > 3.9 and _index_of(clip.frames[39]) == len(times) - 1  # the frame shown at 3.9 s
+    assert probe_duration(path) == pytest.approx(clip.duration, abs=1e-6)
+    # a transcript line spoken at 3.0-3.95 s: tracing accepts it, so the upfront check does too
+    segments = validate_segments([{"start": 3.0, "end": 3.95, "text": "the last words"}], probe_duration(path))
+    assert segments[0].end == pytest.approx(3.95)
+
+
 def test_video_errors(tmp_path, video_av):
     with pytest.raises(MediaError, match=r"only_audio\.mp4.*no video stream.*audio"):
         load_video(_write_audio_only_mp4(tmp_path / "only_audio.mp4"))
