@@ -146,6 +146,8 @@ class VideoClip:
             aligned so sample 0 is at video time 0; ``None`` if the video has no
             audio or it was not requested.
         source_fps: The container's native (average) frame rate.
+        has_audio_track: Whether the file has an audio stream, decoded or not (``audio``
+            is ``None`` when it was not requested).
     """
 
     frames: np.ndarray
@@ -153,6 +155,7 @@ class VideoClip:
     duration: float
     audio: AudioClip | None
     source_fps: float
+    has_audio_track: bool = False
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -225,8 +228,8 @@ def _check_file(source: PathLike, limits: MediaLimits, kind: str) -> Path:
         raise MediaError(f"{kind} file '{name}' is empty (0 bytes); pass a non-empty {kind} file")
     if limits.max_file_bytes is not None and size > limits.max_file_bytes:
         raise MediaError(
-            f"{kind} file '{name}' is {size} bytes, over the limit of {limits.max_file_bytes} bytes "
-            f"(MediaLimits.max_file_bytes); pass a smaller file or raise the limit"
+            f"{kind} file '{name}' is {_size(size)}, over the limit of {_size(limits.max_file_bytes)} "
+            f"(the maximum file size setting, --max-file-mb); pass a smaller file or raise that setting"
         )
     return path
 
@@ -234,11 +237,15 @@ def _check_file(source: PathLike, limits: MediaLimits, kind: str) -> Path:
 def _check_seconds(seconds: float, limit: float | None, name: str, kind: str) -> None:
     """Raise if ``seconds`` exceeds ``limit`` (``max_audio_seconds`` / ``max_video_seconds``)."""
     if limit is not None and seconds > limit + _EPS:
-        field = "max_audio_seconds" if kind == "audio" else "max_video_seconds"
         raise MediaError(
             f"{kind} '{name}' is {seconds:.2f} s long, over the limit of {limit:g} s "
-            f"(MediaLimits.{field}); pass a shorter {kind} or raise the limit"
+            f"(the maximum {kind} length setting, --max-{kind}-seconds); pass a shorter {kind} or raise that setting"
         )
+
+
+def _size(n_bytes: int) -> str:
+    """A file size for messages: bytes below one MB (2**20 bytes, as --max-file-mb counts), else MB."""
+    return f"{n_bytes} bytes" if n_bytes < 2**20 else f"{n_bytes / 2**20:.1f} MB"
 
 
 # ----------------------------------------------------------------------- image
@@ -284,8 +291,8 @@ def load_image(source: PathLike | Image.Image, limits: MediaLimits = MediaLimits
         raise
     except Image.DecompressionBombError as exc:
         raise MediaError(
-            f"image '{name}' is too large for Pillow's decompression-bomb guard ({_why(exc, path)}); "
-            f"raise PIL.Image.MAX_IMAGE_PIXELS to accept it"
+            f"image '{name}' has more pixels than can be decoded safely ({_why(exc, path)}); "
+            f"pass a smaller image"
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise MediaError(
@@ -304,8 +311,8 @@ def _check_pixels(img: Image.Image, limits: MediaLimits, name: str) -> None:
     if limits.max_image_pixels is not None and width * height > limits.max_image_pixels:
         raise MediaError(
             f"image '{name}' is {width}x{height} = {width * height} pixels, over the limit of "
-            f"{limits.max_image_pixels} pixels (MediaLimits.max_image_pixels); "
-            f"pass a smaller image or raise the limit"
+            f"{limits.max_image_pixels} pixels (the maximum image size setting, --max-image-pixels); "
+            f"pass a smaller image or raise that setting"
         )
 
 
@@ -658,8 +665,8 @@ def load_video(
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
             raise MediaError(
-                f"video file '{name}' has no video stream (found: {kinds}); "
-                f"use load_audio for audio-only files; accepted: {ACCEPTED_VIDEO_FORMATS}"
+                f"video file '{name}' has no video stream (found: {kinds}); a sound recording "
+                f"goes in as audio, not video; accepted video: {ACCEPTED_VIDEO_FORMATS}"
             )
         vstream = container.streams.video[0]
         astream = container.streams.audio[0] if (with_audio and container.streams.audio) else None
@@ -747,7 +754,7 @@ def _decode_video(
     if source_fps is None:
         source_fps = sampler.n_decoded / duration if duration > 0 else fps
     return VideoClip(frames=frames_out, fps=float(fps), duration=float(duration), audio=audio,
-                     source_fps=float(source_fps))
+                     source_fps=float(source_fps), has_audio_track=bool(container.streams.audio))
 
 
 def _n_samples(duration: float, fps: float, max_frames: int) -> int:

@@ -251,3 +251,18 @@ def test_prompt_over_the_token_limit_is_refused_before_the_model_runs(tracer, me
     with pytest.raises(InputError, match=r"the prompt is \d+ tokens, over the limit of 10"):
         tracer.trace(_items(media, video=False), generation=GenerationConfig(max_prompt_tokens=10))
     assert calls == []
+
+
+def test_video_items_record_their_audio_track_and_whether_it_was_traced(tracer, media):
+    """has_audio says what the file holds; audio_traced whether that track was part of the prompt."""
+    items = [TextItem("Compare."), VideoItem(str(media["video"])), VideoItem(str(media["silent_video"]))]
+    one = GenerationConfig(max_new_tokens=1)
+    without = tracer.trace(items, generation=one, sources=SourceConfig(use_audio_in_video=False, video_fps=1.0))
+    traced = tracer.trace(items, generation=one, sources=SourceConfig(video_fps=1.0))
+    assert {k: without.items[1].media[k] for k in ("has_audio", "audio_traced")} == {"has_audio": True,
+                                                                                   "audio_traced": False}
+    assert {k: traced.items[1].media[k] for k in ("has_audio", "audio_traced")} == {"has_audio": True,
+                                                                                  "audio_traced": True}
+    for result in (without, traced):
+        assert not result.items[2].media["has_audio"] and not result.items[2].media["audio_traced"]
+        assert TraceResult.from_json(result.to_json()).items[1].media == result.items[1].media

@@ -252,13 +252,36 @@ def test_image_errors(tmp_path):
         load_image(tmp_path / "empty.png")
 
     Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
-    with pytest.raises(MediaError, match=r"big\.png.*10000 pixels.*max_image_pixels"):
+    with pytest.raises(MediaError, match=r"big\.png.*10000 pixels.*over the limit of 9999 pixels.*--max-image-pixels"):
         load_image(tmp_path / "big.png", MediaLimits(max_image_pixels=9999))
-    with pytest.raises(MediaError, match=r"big\.png.*bytes.*max_file_bytes"):
+    with pytest.raises(MediaError, match=r"big\.png.*bytes, over the limit of 10 bytes.*--max-file-mb"):
         load_image(tmp_path / "big.png", MediaLimits(max_file_bytes=10))
-    with pytest.raises(MediaError, match="max_image_pixels"):
+    with pytest.raises(MediaError, match="--max-image-pixels"):
         load_image(Image.new("RGB", (100, 100)), MediaLimits(max_image_pixels=10))
     assert load_image(tmp_path / "big.png", MediaLimits(None, None, None, None)).size == (100, 100)
+
+
+def test_limit_messages_speak_in_the_users_terms(tmp_path, video_av):
+    """What was wrong, what is accepted and the setting to change, as a CLI or app user sees it."""
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    sf.write(tmp_path / "long.wav", np.zeros(32000, np.float32), 16000)
+    big_file = MediaLimits(max_file_bytes=3 * 2**20)
+    (tmp_path / "huge.wav").write_bytes(b"\0" * (4 * 2**20))
+    failures = [
+        (lambda: load_image(tmp_path / "big.png", MediaLimits(max_image_pixels=9999)), "--max-image-pixels"),
+        (lambda: load_audio(tmp_path / "huge.wav", limits=big_file),
+         "is 4.0 MB, over the limit of 3.0 MB (the maximum file size setting, --max-file-mb)"),
+        (lambda: load_audio(tmp_path / "long.wav", limits=MediaLimits(max_audio_seconds=1.0)), "--max-audio-seconds"),
+        (lambda: load_video(video_av, limits=MediaLimits(max_video_seconds=1.0)), "--max-video-seconds"),
+        (lambda: load_video(_write_audio_only_mp4(tmp_path / "talk.mp4")), "goes in as audio, not video"),
+    ]
+    for fail, expected in failures:
+        with pytest.raises(MediaError) as info:
+            fail()
+        message = str(info.value)
+        assert expected in message
+        for internal in ("MediaLimits", "load_audio", "max_file_bytes", "_seconds)", "PIL."):
+            assert internal not in message, message
 
 
 def test_media_limits_validated():
@@ -361,9 +384,9 @@ def test_audio_errors(tmp_path, video_silent):
         load_audio(tmp_path / "gone.wav")
 
     sf.write(tmp_path / "long.wav", _tone(440, 2.0, 8000), 8000)
-    with pytest.raises(MediaError, match=r"long\.wav.*2\.00 s.*max_audio_seconds"):
+    with pytest.raises(MediaError, match=r"long\.wav.*2\.00 s long, over the limit of 1 s.*maximum audio length.*--max-audio-seconds"):
         load_audio(tmp_path / "long.wav", limits=MediaLimits(max_audio_seconds=1.0))
-    with pytest.raises(MediaError, match="max_audio_seconds"):
+    with pytest.raises(MediaError, match="--max-audio-seconds"):
         load_audio((np.zeros(800, np.float32), 8000), limits=MediaLimits(max_audio_seconds=0.05))
     with pytest.raises(MediaError, match="zero samples"):
         load_audio((np.zeros(0, np.float32), 8000))
@@ -530,9 +553,9 @@ def test_video_errors(tmp_path, video_av):
     with pytest.raises(MediaError, match=r"nodecode\.mkv.*no decodable frames"):
         load_video(nodec)
 
-    with pytest.raises(MediaError, match=r"3\.20 s.*max_video_seconds"):
+    with pytest.raises(MediaError, match=r"3\.20 s long, over the limit of 1 s.*maximum video length.*--max-video-seconds"):
         load_video(video_av, limits=MediaLimits(max_video_seconds=1.0))
-    with pytest.raises(MediaError, match="max_file_bytes"):
+    with pytest.raises(MediaError, match="--max-file-mb"):
         load_video(video_av, limits=MediaLimits(max_file_bytes=100))
     with pytest.raises(MediaError, match=r"missing\.mp4.*does not exist"):
         load_video(tmp_path / "missing.mp4")

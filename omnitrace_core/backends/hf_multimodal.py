@@ -222,8 +222,9 @@ class HFMultimodalBackend(Backend):
                 mb.video_metadata.append({"total_num_frames": len(frames), "fps": clip.fps, "duration": clip.duration,
                                           "frames_indices": list(range(len(frames))),
                                           "height": frames.shape[1], "width": frames.shape[2]})
+                # has_audio: what the file holds; audio_traced: whether that track is in the prompt
                 info = {"duration": clip.duration, "fps": clip.fps, "frames": len(clip.frames),
-                        "has_audio": clip.audio is not None}
+                        "has_audio": clip.has_audio_track, "audio_traced": mb.audio_in_video and clip.audio is not None}
                 if mb.audio_in_video:
                     self._add_video_track(mb, clip, info, item)
                 mb.parts.append({"type": "video"})
@@ -284,10 +285,12 @@ class HFMultimodalBackend(Backend):
         return not (bos is not None and rendered.startswith(bos))
 
     def prepare(self, items: Sequence[Item], sources: SourceConfig,
-                system_prompt: str | None = None) -> PreparedInput:
+                system_prompt: str | None = None, media: MediaBatch | None = None) -> PreparedInput:
+        """See :meth:`Backend.prepare`. ``media``: the items' media as :meth:`load_media` returned them,
+        possibly edited (verification greys out an image or silences a second); loaded here when None."""
         if system_prompt is None:
             system_prompt = self.default_system_prompt
-        mb = self.load_media(items, sources)
+        mb = self.load_media(items, sources) if media is None else media
         rendered = self.render(self.conversation(mb, system_prompt))
         text_ranges = self.locate_texts(rendered, mb.parts, items)
         special = self.add_special_tokens(rendered)
@@ -378,3 +381,60 @@ class HFMultimodalBackend(Backend):
                                dtype=prompt.dtype)
         out = self.model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True)
         return out.logits[0, -1]
+
+    # -- teacher forcing (verification) ----------------------------------------------------
+    def lm_decoder(self) -> torch.nn.Module:
+        """The decoder stack the prefill runs: it reads ``inputs_embeds`` and returns normed hidden states."""
+        return self.model.get_decoder()
+
+    def lm_inputs(self, prepared: PreparedInput, generated: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """See :meth:`Backend.lm_inputs`. The backend's own prefill runs over the prompt and the generated
+        tokens and is stopped at the decoder's door, so the embeddings are exactly what tracing feeds it."""
+        from dataclasses import replace
+
+        tail = torch.as_tensor([list(generated)], dtype=prepared.input_ids.dtype, device=prepared.input_ids.device)
+        length = prepared.length + tail.shape[1]
+        extended = replace(prepared, input_ids=torch.cat([prepared.input_ids, tail], dim=1),
+                           extras={**prepared.extras, "position_ids": self.positions_for(prepared, length)})
+        captured: dict[str, Any] = {}
+
+        def grab(_module: torch.nn.Module, _args: tuple, kwargs: dict[str, Any]) -> None:
+            captured.update(kwargs)
+            raise _DecoderReached
+
+        handle = self.lm_decoder().register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            self.prefill(extended)
+        except _DecoderReached:
+            pass
+        finally:
+            handle.remove()
+        embeds, positions = captured.get("inputs_embeds"), captured.get("position_ids")
+        if embeds is None or positions is None or embeds.shape[1] != length - 1:
+            raise NotImplementedError(f"{self.name}: the prefill does not call lm_decoder() with inputs_embeds and "
+                                      "position_ids, so verification cannot teacher-force this family")
+        extra = sorted(k for k, v in captured.items() if isinstance(v, torch.Tensor)
+                       and k not in ("inputs_embeds", "position_ids", "attention_mask", "cache_position"))
+        if extra or (captured.get("attention_mask") is not None and not bool(captured["attention_mask"].all())):
+            raise NotImplementedError(f"{self.name}: the decoder also reads {extra or ['a padding mask']}, which "
+                                      "verification does not forward")
+        return embeds.detach(), positions.detach()
+
+    def lm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
+                   attention_mask: torch.Tensor | None = None, cache: Any = None) -> torch.Tensor:
+        """See :meth:`Backend.lm_forward`."""
+        with torch.no_grad():
+            out = self.lm_decoder()(inputs_embeds=inputs_embeds, position_ids=position_ids,
+                                    attention_mask=attention_mask, past_key_values=cache, use_cache=cache is not None)
+        return out.last_hidden_state
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """See :meth:`Backend.lm_logits`."""
+        with torch.no_grad():
+            logits = self.model.get_output_embeddings()(hidden)
+        cap = getattr(self.text_model_config(), "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+
+class _DecoderReached(Exception):
+    """Raised by the hook of :meth:`HFMultimodalBackend.lm_inputs` to stop a prefill at the decoder."""
