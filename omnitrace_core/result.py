@@ -286,30 +286,48 @@ class TraceResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TraceResult":
+        """Rebuild a result from what :meth:`to_dict` wrote.
+
+        Raises:
+            InputError: not a trace of this schema version, or a field is missing, malformed or
+                inconsistent with the others; the message names the field and what it should hold.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"a trace must be a JSON object, got {type(data).__name__}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise InputError(f"trace schema_version {version!r} is not supported (this version reads {SCHEMA_VERSION})")
-        sources = SourceSet.from_dict(data["sources"])
-        width = sources.num_atoms
-        return cls(
-            model_id=data["model_id"],
-            backend=data["backend"],
-            signal=data["signal"],
-            text=data["text"],
-            stop_reason=data.get("stop_reason", "eos"),
-            prompt_tokens=int(data.get("prompt_tokens", 0)),
-            items=tuple(ItemInfo.from_dict(i) for i in data["items"]),
-            sources=sources,
-            tokens=tuple(GeneratedToken(**t) for t in data["tokens"]),
-            atom_sum=np.asarray(data["atom_sum"], dtype=np.float64).reshape(-1, width),
-            atom_max=np.asarray(data["atom_max"], dtype=np.float64).reshape(-1, width),
-            outside=np.asarray(data["outside"], dtype=np.float64),
-            spans=tuple(Span.from_dict(s) for s in data["spans"]),
-            generation=GenerationConfig.from_dict(data["generation"]),
-            source_config=SourceConfig.from_dict(data["source_config"]),
-            curation=CurationConfig.from_dict(data["curation"]),
-            timings=dict(data.get("timings", {})),
-        )
+        missing = [name for name in _TRACE_FIELDS if name not in data]
+        if missing:
+            raise InputError(f"the trace has no {', '.join(repr(m) for m in missing)} field; a trace "
+                             f"(TraceResult.to_dict()) has {', '.join(repr(f) for f in _TRACE_FIELDS)}")
+        sources = _read("sources", SourceSet.from_dict, data["sources"])
+        tokens = _read("tokens", lambda rows: tuple(GeneratedToken(**t) for t in rows), data["tokens"])
+        shape = (len(tokens), sources.num_atoms)
+        try:
+            return cls(
+                model_id=_read("model_id", _text, data["model_id"]),
+                backend=_read("backend", _text, data["backend"]),
+                signal=_read("signal", _text, data["signal"]),
+                text=_read("text", _text, data["text"]),
+                stop_reason=_read("stop_reason", _text, data.get("stop_reason", "eos")),
+                prompt_tokens=_read("prompt_tokens", int, data.get("prompt_tokens", 0)),
+                items=_read("items", lambda rows: tuple(ItemInfo.from_dict(i) for i in rows), data["items"]),
+                sources=sources,
+                tokens=tokens,
+                atom_sum=_read("atom_sum", _array, data["atom_sum"], shape),
+                atom_max=_read("atom_max", _array, data["atom_max"], shape),
+                outside=_read("outside", _array, data["outside"], shape[:1]),
+                spans=_read("spans", lambda rows: tuple(Span.from_dict(s) for s in rows), data["spans"]),
+                generation=_read("generation", GenerationConfig.from_dict, data["generation"]),
+                source_config=_read("source_config", SourceConfig.from_dict, data["source_config"]),
+                curation=_read("curation", CurationConfig.from_dict, data["curation"]),
+                timings=_read("timings", dict, data.get("timings", {})),
+            )
+        except InputError:
+            raise
+        except ValueError as exc:  # the fields are each well formed but disagree (a span past the tokens ...)
+            raise InputError(f"the trace is inconsistent: {exc}") from exc
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
@@ -335,3 +353,37 @@ class TraceResult:
     @classmethod
     def load(cls, path: str | Path) -> "TraceResult":
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+#: Fields a saved trace must have (the others have defaults).
+_TRACE_FIELDS = ("model_id", "backend", "signal", "text", "items", "sources", "tokens", "atom_sum", "atom_max",
+                 "outside", "spans", "generation", "source_config", "curation")
+
+
+def _read(name: str, build: Any, value: Any, *args: Any) -> Any:
+    """``build(value, *args)``, with any failure turned into an InputError naming the trace field."""
+    try:
+        return build(value, *args)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError and InputError included
+        reason = f"missing key {exc}" if type(exc) is KeyError else str(exc)
+        raise InputError(f"trace field '{name}' is malformed: {reason}") from exc
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _array(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 array of ``shape`` (rows: generated tokens; columns: source atoms)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected numbers in shape {shape}, got rows of different lengths or non-numbers") from None
+    if array.size == 0 and 0 in shape:  # an empty trace saves [] whatever its width
+        array = array.reshape(shape)
+    if array.shape != shape:
+        raise ValueError(f"expected shape {shape} (one row per generated token"
+                         f"{', one column per source atom' if len(shape) == 2 else ''}), got {array.shape}")
+    return array

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -266,3 +267,31 @@ def test_video_items_record_their_audio_track_and_whether_it_was_traced(tracer, 
     for result in (without, traced):
         assert not result.items[2].media["has_audio"] and not result.items[2].media["audio_traced"]
         assert TraceResult.from_json(result.to_json()).items[1].media == result.items[1].media
+
+
+@pytest.fixture(scope="module")
+def saved_trace(tracer, media):
+    return tracer.trace(_items(media, video=False), generation=GEN).to_dict()
+
+
+@pytest.mark.parametrize("break_it, field", [
+    (lambda d: d.pop("model_id"), "'model_id'"),
+    (lambda d: [d.pop("atom_max"), d.pop("outside")], "'atom_max', 'outside'"),
+    (lambda d: d.update(atom_sum=[row + [0.0] for row in d["atom_sum"]]), "'atom_sum'.*shape"),
+    (lambda d: d.update(atom_max=[row[:-1] for row in d["atom_max"]]), "'atom_max'.*shape"),
+    (lambda d: d.update(atom_max=[d["atom_max"][0], d["atom_max"][1][:-1]]), "'atom_max'.*different lengths"),
+    (lambda d: d.update(outside=d["outside"][:-1]), "'outside'.*shape"),
+    (lambda d: d.update(model_id=["not", "text"]), "'model_id'.*string"),
+    (lambda d: d["tokens"][0].pop("token_id"), "'tokens'"),
+    (lambda d: d["generation"].update(beam_width=4), "'generation'.*beam_width"),
+    (lambda d: d.update(sources={"units": 3}), "'sources'"),
+    (lambda d: d["spans"][0].update(token_end=10_000), "inconsistent.*token range"),
+])
+def test_malformed_saved_traces_raise_input_errors_naming_the_field(saved_trace, break_it, field):
+    saved = copy.deepcopy(saved_trace)
+    assert len(saved["tokens"]) >= 2 and saved["spans"]
+    break_it(saved)
+    with pytest.raises(InputError, match=field):
+        TraceResult.from_dict(saved)
+    with pytest.raises(InputError, match="JSON object"):
+        TraceResult.from_dict(["not", "a", "trace"])
