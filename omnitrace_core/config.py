@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping, TypeVar
+
+import numpy as np
 
 from .errors import ConfigError
+from .token_rules import list_token_rules
 
 # Appendix A.1 of the OmniTrace paper: content words dominate the vote, function words and
 # punctuation barely count. Tags are spaCy's universal POS tags.
@@ -35,8 +40,107 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _refuse(where: str, accepted: str, value: Any) -> None:
+    raise ConfigError(f"{where} must be {accepted}, got {value!r} ({type(value).__name__})")
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}" if high is not None else ""
+
+
+@dataclass(frozen=True)
+class _Number:
+    """Accepts a finite number (``integer``: an integer) in a range; bools are refused."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def accepted(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        text = f"{kind} {_interval(self.low, self.high, self.low_open, self.high_open)}".rstrip()
+        return f"None or {text}" if self.optional else text
+
+    def convert(self, value: Any, where: str) -> Any:
+        if value is None and self.optional:
+            return None
+        wanted = numbers.Integral if self.integer else numbers.Real
+        if _is_bool(value) or not isinstance(value, wanted):
+            _refuse(where, self.accepted(), value)
+        number = int(value) if self.integer else float(value)
+        if (not math.isfinite(number)
+                or (self.low is not None and (number <= self.low if self.low_open else number < self.low))
+                or (self.high is not None and (number >= self.high if self.high_open else number > self.high))):
+            _refuse(where, self.accepted(), value)
+        return number
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """Accepts True or False (not 0/1, not a string)."""
+
+    def convert(self, value: Any, where: str) -> bool:
+        if not _is_bool(value):
+            _refuse(where, "True or False", value)
+        return bool(value)
+
+
+@dataclass(frozen=True)
+class _Text:
+    """Accepts a non-empty string; with ``choices`` (a callable listing them), one of those."""
+
+    choices: Any = None
+
+    def convert(self, value: Any, where: str) -> str:
+        names = None if self.choices is None else list(self.choices())
+        if not isinstance(value, str) or not value.strip() or (names is not None and value not in names):
+            _refuse(where, "a non-empty string" if names is None else f"one of {names}", value)
+        return value
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """Accepts a mapping of POS tags (strings) to finite weights >= 0."""
+
+    def convert(self, value: Any, where: str) -> Mapping[str, float]:
+        if not isinstance(value, Mapping):
+            _refuse(where, "a mapping of POS tags (strings) to finite numbers >= 0", value)
+        weight = _Number(low=0)
+        return MappingProxyType({
+            _Text().convert(tag, f"a POS tag of {where}"): weight.convert(w, f"{where}[{tag!r}]")
+            for tag, w in value.items()
+        })
+
+
 class _Config:
-    """Shared dict round-trip for the frozen config dataclasses."""
+    """Shared validation and dict round-trip for the frozen config dataclasses.
+
+    Each subclass says in ``_accepts`` what every one of its fields accepts; construction
+    checks and normalises every field (numpy scalars become plain Python numbers) and raises
+    :class:`ConfigError` naming the field, the bad value and what is accepted.
+    """
+
+    _accepts: ClassVar[Mapping[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            value = self._accepts[f.name].convert(getattr(self, f.name), f"{type(self).__name__}.{f.name}")
+            object.__setattr__(self, f.name, value)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks that involve several fields (after each field passed its own)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
@@ -44,6 +148,9 @@ class _Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.__name__} settings must be a mapping of field names to values, "
+                              f"got {type(data).__name__}")
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:
@@ -73,16 +180,23 @@ class GenerationConfig(_Config):
     seed: int | None = None
     max_prompt_tokens: int | None = None
 
-    def __post_init__(self) -> None:
-        _check(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        _check(0 <= self.min_new_tokens <= self.max_new_tokens,
-               f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
-        _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        _check(self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}")
-        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
-        _check(self.repetition_penalty > 0, "repetition_penalty must be > 0")
-        _check(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0")
-        _check(self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens must be >= 1")
+    _accepts: ClassVar[Mapping[str, Any]] = MappingProxyType({
+        "max_new_tokens": _Number(low=1, integer=True),
+        "min_new_tokens": _Number(low=0, integer=True),
+        "do_sample": _Flag(),
+        "temperature": _Number(low=0, low_open=True),
+        "top_k": _Number(low=0, integer=True),
+        "top_p": _Number(low=0, high=1, low_open=True),
+        "repetition_penalty": _Number(low=0, low_open=True),
+        "no_repeat_ngram_size": _Number(low=0, integer=True),
+        "seed": _Number(low=0, high=2**64 - 1, integer=True, optional=True),  # torch's seed range
+        "max_prompt_tokens": _Number(low=1, integer=True, optional=True),
+    })
+
+    def _check_together(self) -> None:
+        _check(self.min_new_tokens <= self.max_new_tokens,
+               f"GenerationConfig.min_new_tokens must be <= max_new_tokens ({self.max_new_tokens}), "
+               f"got {self.min_new_tokens}")
 
 
 #: Source-unit modes of audio (and of the audio track of videos): fixed time bins or speech segments.
@@ -126,19 +240,25 @@ class SourceConfig(_Config):
     segment_max_seconds: float = 30.0
     segment_max_gap_seconds: float = 1.0
 
-    def __post_init__(self) -> None:
-        _check(self.audio_bin_seconds > 0, "audio_bin_seconds must be > 0")
-        _check(self.video_bin_seconds > 0, "video_bin_seconds must be > 0")
-        _check(self.video_fps > 0, "video_fps must be > 0")
-        _check(self.video_max_frames >= 2, "video_max_frames must be >= 2")
-        _check(self.audio_units in AUDIO_UNITS,
-               f"audio_units must be one of {list(AUDIO_UNITS)}, got {self.audio_units!r}")
-        _check(isinstance(self.asr_model, str) and bool(self.asr_model.strip()),
-               "asr_model must name a speech-recognition checkpoint (Hub id or folder)")
-        _check(self.segment_max_seconds > 0, "segment_max_seconds must be > 0")
-        _check(0 <= self.segment_min_seconds <= self.segment_max_seconds,
-               "segment_min_seconds must be in [0, segment_max_seconds]")
-        _check(self.segment_max_gap_seconds >= 0, "segment_max_gap_seconds must be >= 0")
+    _accepts: ClassVar[Mapping[str, Any]] = MappingProxyType({
+        "audio_bin_seconds": _Number(low=0, low_open=True),
+        "video_bin_seconds": _Number(low=0, low_open=True),
+        "include_prompt": _Flag(),
+        "split_lines": _Flag(),
+        "use_audio_in_video": _Flag(),
+        "video_fps": _Number(low=0, low_open=True),
+        "video_max_frames": _Number(low=2, integer=True),
+        "audio_units": _Text(choices=lambda: AUDIO_UNITS),
+        "asr_model": _Text(),  # a speech-recognition checkpoint: Hub id or folder
+        "segment_min_seconds": _Number(low=0),
+        "segment_max_seconds": _Number(low=0, low_open=True),
+        "segment_max_gap_seconds": _Number(low=0),
+    })
+
+    def _check_together(self) -> None:
+        _check(self.segment_min_seconds <= self.segment_max_seconds,
+               f"SourceConfig.segment_min_seconds must be <= segment_max_seconds ({self.segment_max_seconds:g}), "
+               f"got {self.segment_min_seconds:g}")
 
 
 @dataclass(frozen=True)
@@ -152,14 +272,21 @@ class CurationConfig(_Config):
             the reference code does).
         use_pos_weights / pos_weights / default_pos_weight: POS-aware vote weights.
         use_confidence / gamma: confidence shaping, vote *= confidence ** gamma.
-        use_run_coherence / alpha: ranking score alpha * mass + (1 - alpha) * longest run.
-        run_min / run_min_tokens: the run rescue. A source whose longest contiguous run of
-            tokens covers at least ``run_min`` of the span's tokens (and at least
-            ``run_min_tokens`` tokens) is kept even below ``p_min``. The paper's code measures
-            the run in vote mass, which can never exceed the source's own mass, so its rescue
-            never fires; counting tokens implements the stated intent.
+        use_run_coherence / alpha: ranking score alpha * mass + (1 - alpha) * heaviest run
+            (both in vote mass, over the span's total vote), and the run rescues below.
+        run_min: the paper's rescue: a source whose heaviest run holds at least ``run_min``
+            of the vote is kept even below ``p_min``. That run never exceeds the source's own
+            mass, so it never fires while ``run_min >= p_min`` (as at the defaults).
+        use_run_rescue / run_min_tokens: this project's rescue, the one deliberate difference
+            from appendix A.1: a source with some vote whose longest run covers at least
+            ``run_min`` of the span's tokens, and at least ``run_min_tokens`` tokens, is also
+            kept below ``p_min``. Off, curation selects exactly what the appendix's code selects.
         use_p_min / p_min: drop sources whose share of the span's vote is below p_min.
         use_coverage / coverage: stop once the selected sources hold this share of the vote.
+
+    Each ``use_*`` switch turned off is the appendix's code run with: POS weights all 1
+    (``use_pos_weights``), gamma 0 (``use_confidence``), alpha 1 and no rescue
+    (``use_run_coherence``), p_min 0 (``use_p_min``), an unreachable coverage (``use_coverage``).
     """
 
     token_rule: str = "sum"
@@ -170,6 +297,7 @@ class CurationConfig(_Config):
     gamma: float = 2.0
     use_run_coherence: bool = True
     alpha: float = 0.8
+    use_run_rescue: bool = True
     run_min: float = 0.10
     run_min_tokens: int = 2
     use_p_min: bool = True
@@ -177,19 +305,50 @@ class CurationConfig(_Config):
     use_coverage: bool = True
     coverage: float = 0.85
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "pos_weights", MappingProxyType(dict(self.pos_weights)))
-        _check(all(w >= 0 for w in self.pos_weights.values()), "pos_weights must be >= 0")
-        _check(self.default_pos_weight >= 0, "default_pos_weight must be >= 0")
-        _check(self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}")
-        _check(0 <= self.alpha <= 1, f"alpha must be in [0, 1], got {self.alpha}")
-        _check(0 <= self.run_min <= 1, f"run_min must be in [0, 1], got {self.run_min}")
-        _check(self.run_min_tokens >= 1, "run_min_tokens must be >= 1")
-        _check(0 <= self.p_min <= 1, f"p_min must be in [0, 1], got {self.p_min}")
-        _check(0 < self.coverage <= 1, f"coverage must be in (0, 1], got {self.coverage}")
+    _accepts: ClassVar[Mapping[str, Any]] = MappingProxyType({
+        "token_rule": _Text(choices=list_token_rules),
+        "use_pos_weights": _Flag(),
+        "pos_weights": _Weights(),
+        "default_pos_weight": _Number(low=0),
+        "use_confidence": _Flag(),
+        # Beyond 10, c ** gamma underflows to 0 for ordinary confidences and every vote vanishes.
+        "gamma": _Number(low=0, high=10),
+        "use_run_coherence": _Flag(),
+        "alpha": _Number(low=0, high=1),
+        "use_run_rescue": _Flag(),
+        "run_min": _Number(low=0, high=1),
+        "run_min_tokens": _Number(low=1, integer=True),
+        "use_p_min": _Flag(),
+        "p_min": _Number(low=0, high=1),
+        "use_coverage": _Flag(),
+        "coverage": _Number(low=0, high=1, low_open=True),
+    })
 
     def pos_weight(self, tag: str) -> float:
         """Vote weight of a universal POS tag (1.0 for every tag when POS weighting is off)."""
         if not self.use_pos_weights:
             return 1.0
         return self.pos_weights.get(tag, self.default_pos_weight)
+
+
+_C = TypeVar("_C", bound=_Config)
+
+
+def as_config(kind: type[_C], value: Any, argument: str) -> _C:
+    """``value`` as a ``kind`` config, for settings passed in by a caller.
+
+    Args:
+        kind: GenerationConfig, SourceConfig or CurationConfig.
+        value: an instance of ``kind``, or a mapping of its fields (read as
+            ``kind.from_dict(value)``: fields it does not name take their defaults).
+        argument: the caller's argument name, for the error message.
+
+    Raises:
+        ConfigError: ``value`` is neither, names an unknown field, or holds a bad value.
+    """
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return kind.from_dict(value)
+    raise ConfigError(f"{argument} must be a {kind.__name__} or a mapping of its fields, "
+                      f"got {value!r} ({type(value).__name__})")

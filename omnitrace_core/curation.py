@@ -6,22 +6,31 @@ units support the span (OmniTrace, Algorithm 1 line 19 and appendix A.1). Everyt
 is in :class:`~omnitrace_core.config.CurationConfig`; nothing here knows about models, media or
 how the traces were produced.
 
-The procedure, for the tokens traced to some unit (unit ``-1``, "traced to no source", is
-ignored entirely: it casts no vote, is not counted and breaks runs):
+With ``use_run_rescue`` off this is the paper's ``curate_sources_with_conf`` (appendix A.1),
+operation for operation, so it selects exactly what that code selects, in its order (a test
+holds it to an independent transcription on arbitrary traces):
 
 1. ``vote_t = pos_weight(pos_t) * max(c_t, 0) ** gamma`` (see :func:`token_votes`).
 2. ``share[u]`` = the vote mass of ``u`` over the span's total vote. A total <= 0 selects nothing.
 3. Run coherence (``use_run_coherence``): ``run_vote_share[u]`` is the vote mass of the heaviest
    contiguous run of tokens traced to ``u`` over the total, and the ranking score is
    ``alpha * share + (1 - alpha) * run_vote_share``; otherwise the score is ``share``.
-   The run *rescue* counts tokens, not votes: ``u`` is "strongly run" when its longest run
-   has at least ``run_min_tokens`` tokens and covers at least ``run_min`` of the counted tokens.
-   (The paper's code measures that run in vote mass, which can never exceed ``share``, so
-   with ``run_min >= p_min`` its rescue never fires.)
-4. Units are ranked by score, descending, ties going to the lower unit index. Walking that
-   ranking, a unit below ``p_min`` is skipped unless strongly run (``use_p_min``), kept units
-   are appended, and the walk stops once the kept units hold ``coverage`` of the vote
-   (``use_coverage``). A unit with no vote mass at all is never selected.
+4. Units are ranked by score, descending; equal scores keep the order in which the units first
+   appear in the span (the appendix's stable sort). Walking that ranking, a unit below ``p_min``
+   is skipped unless strongly run (``use_p_min``), kept units are appended, and the walk stops
+   once the kept units hold ``coverage`` of the vote (``use_coverage``). The paper's code calls
+   a unit strongly run when ``run_vote_share >= run_min``; as that share never exceeds the
+   unit's own share, its rescue never fires while ``run_min >= p_min`` (the defaults).
+
+Unit ``-1`` ("traced to no source") is handled as the appendix handles any id: its tokens
+vote, count in the total (so a span mostly traced to nothing gets small shares), form and
+break runs, and it takes its place in the ranking, where a kept ``-1`` adds its share to the
+coverage walk. It names no source, so it is never returned.
+
+The one deliberate difference, ``use_run_rescue`` (on by default): the rescue counts tokens,
+implementing the stated intent. A unit is also strongly run when its longest run has at least
+``run_min_tokens`` tokens and covers at least ``run_min`` of the span's tokens; a unit without
+vote mass, and unit ``-1``, are never rescued this way.
 """
 
 from __future__ import annotations
@@ -41,10 +50,6 @@ __all__ = ["CuratedSource", "ablation_configs", "curate", "token_votes"]
 NO_SOURCE = -1
 """Unit index of a token traced to no source unit."""
 
-# Cumulative shares are sums of floats; a coverage met "exactly" by construction must not be
-# missed by one rounding step.
-_COVERAGE_TOL = 1e-9
-
 
 @dataclass(frozen=True)
 class CuratedSource:
@@ -53,8 +58,8 @@ class CuratedSource:
     Attributes:
         unit: source unit index.
         share: the unit's share of the span's total vote, in [0, 1].
-        run_share: tokens in the unit's longest contiguous run / tokens of the span traced to
-            any unit (the quantity the run rescue tests).
+        run_share: tokens in the unit's longest contiguous run / tokens of the span (the
+            quantity the token-count run rescue tests).
         score: the ranking score (``alpha * share + (1 - alpha) * run_vote_share`` with run
             coherence on, else ``share``).
         rescued: kept below ``p_min`` only because of a strong run.
@@ -89,7 +94,12 @@ def token_votes(
             raise InputError(f"confidence of token {t} must be a finite number, got {conf!r}")
         weight = config.pos_weight(tag)
         if config.use_confidence:
-            weight *= max(c, 0.0) ** config.gamma
+            try:
+                weight *= max(c, 0.0) ** config.gamma
+            except OverflowError:
+                raise InputError(
+                    f"confidence {c} of token {t} raised to gamma {config.gamma} overflows"
+                ) from None
         votes.append(weight)
     return votes
 
@@ -125,9 +135,12 @@ def curate(
         confidence: per token, the confidence of its trace.
         config: the curation settings.
 
+    Returns:
+        The selected units (never ``-1``), in the order the walk kept them.
+
     Raises:
         InputError (a ``ValueError``): the three sequences differ in length, a unit is below
-            -1 or not an integer, or a confidence is not finite.
+            -1 or not an integer, a confidence is not finite, or the votes overflow.
     """
     if not len(units) == len(pos) == len(confidence):
         raise InputError(
@@ -136,62 +149,68 @@ def curate(
         )
     unit_seq = _check_units(units)
     votes = token_votes(pos, confidence, config)
-
-    # Per-unit vote lists and runs (maximal groups of consecutive tokens traced to one unit);
-    # -1 tokens take no part, so they also separate runs.
-    unit_votes: dict[int, list[float]] = {}
-    run_tokens: dict[int, int] = {}  # longest run, in tokens
-    run_votes: dict[int, float] = {}  # heaviest run, in vote mass
-    counted = 0
-    for u, group in groupby(zip(unit_seq, votes), key=itemgetter(0)):
-        if u == NO_SOURCE:
-            continue
-        run = [v for _, v in group]
-        counted += len(run)
-        unit_votes.setdefault(u, []).extend(run)
-        run_tokens[u] = max(run_tokens.get(u, 0), len(run))
-        run_votes[u] = max(run_votes.get(u, 0.0), math.fsum(run))
-
-    # fsum makes equal multisets of votes give bit-identical masses, so ties stay ties.
-    total = math.fsum(v for vs in unit_votes.values() for v in vs)
-    if counted == 0 or total <= 0:
+    if not unit_seq:
+        return []
+    # Every sum below is taken in the appendix's order with its operations (sum(), then +=
+    # token by token): float rounding, and so which scores tie, come out as there.
+    total = float(sum(votes))
+    if not math.isfinite(total):
+        raise InputError(f"the votes of this span sum to {total}: confidences are too large for gamma "
+                         f"{config.gamma}")
+    if total <= 0:
         return []
 
-    share = {u: math.fsum(vs) / total for u, vs in unit_votes.items()}
-    run_share = {u: run_tokens[u] / counted for u in unit_votes}
+    # Runs are maximal groups of consecutive tokens traced to one unit (-1 included). The
+    # dicts fill in order of first appearance, the order the stable ranking keeps for ties.
+    mass: dict[int, float] = {}
+    heaviest_run: dict[int, float] = {}  # in vote mass (the appendix's run)
+    longest_run: dict[int, int] = {}  # in tokens (the run rescue's run)
+    for u, group in groupby(zip(unit_seq, votes), key=itemgetter(0)):
+        run_mass, run_length = 0.0, 0
+        for _, v in group:
+            mass[u] = mass.get(u, 0.0) + v
+            run_mass += v
+            run_length += 1
+        heaviest_run[u] = max(heaviest_run.get(u, 0.0), run_mass)
+        longest_run[u] = max(longest_run.get(u, 0), run_length)
+
+    share = {u: m / total for u, m in mass.items()}
+    run_vote_share = {u: heaviest_run[u] / total for u in mass}
+    run_share = {u: longest_run[u] / len(unit_seq) for u in mass}
     if config.use_run_coherence:
-        score = {
-            u: config.alpha * share[u] + (1.0 - config.alpha) * (run_votes[u] / total)
-            for u in unit_votes
-        }
+        score = {u: config.alpha * share[u] + (1.0 - config.alpha) * run_vote_share[u] for u in mass}
     else:
-        score = dict(share)
+        score = share
 
     def strongly_run(u: int) -> bool:
+        if not config.use_run_coherence:
+            return False
+        if run_vote_share[u] >= config.run_min:  # the appendix's rescue
+            return True
         return (
-            config.use_run_coherence
-            and run_tokens[u] >= config.run_min_tokens
+            config.use_run_rescue
+            and u != NO_SOURCE
+            and share[u] > 0.0
+            and longest_run[u] >= config.run_min_tokens
             and run_share[u] >= config.run_min
         )
 
-    ranking = sorted(unit_votes, key=lambda u: (-score[u], u))
+    ranking = sorted(mass, key=score.__getitem__, reverse=True)
     selected: list[CuratedSource] = []
     cumulative = 0.0
     for u in ranking:
-        if share[u] <= 0.0:
-            continue  # no evidence at all; a run of zero-vote tokens rescues nothing
-        rescued = False
-        if config.use_p_min and share[u] < config.p_min:
-            if not strongly_run(u):
-                continue
-            rescued = True
-        selected.append(
-            CuratedSource(
-                unit=u, share=share[u], run_share=run_share[u], score=score[u], rescued=rescued
-            )
-        )
+        below_p_min = config.use_p_min and share[u] < config.p_min
+        if below_p_min and not strongly_run(u):
+            continue
         cumulative += share[u]
-        if config.use_coverage and cumulative >= config.coverage - _COVERAGE_TOL:
+        if u != NO_SOURCE:
+            selected.append(
+                CuratedSource(
+                    unit=u, share=share[u], run_share=run_share[u], score=score[u],
+                    rescued=below_p_min,
+                )
+            )
+        if config.use_coverage and cumulative >= config.coverage:
             break
     return selected
 

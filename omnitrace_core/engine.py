@@ -21,7 +21,7 @@ import torch
 
 from .backends import Backend, load_backend
 from .capture import AttentionRecorder, recording
-from .config import CurationConfig, GenerationConfig, SourceConfig
+from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
 from .errors import InputError
 from .inputs import Item, TextItem, validate_items
 from .media import MediaLimits
@@ -132,7 +132,8 @@ class Tracer:
     Args:
         backend: a loaded model backend (see :func:`omnitrace_core.load_backend`).
         signal: default signal name (``list_signals()``) or instance.
-        generation, sources, curation: default settings; each call may override them.
+        generation, sources, curation: default settings (a config, or a mapping of its fields);
+            each call may override them.
         system_prompt: None for the backend's default system prompt, "" for none.
         recognizer: speech recogniser for audio items whose units are speech segments and that
             bring no transcript (see :mod:`omnitrace_core.speech`); None loads
@@ -150,9 +151,9 @@ class Tracer:
                  recognizer: Recognizer | None = None) -> None:
         self.backend = backend
         self.signal = get_signal(signal)
-        self.generation = generation
-        self.sources = sources
-        self.curation = curation
+        self.generation = as_config(GenerationConfig, generation, "generation")
+        self.sources = as_config(SourceConfig, sources, "sources")
+        self.curation = as_config(CurationConfig, curation, "curation")
         self.system_prompt = system_prompt
         self.recognizer = recognizer
         self._recognizers: dict[str, Recognizer] = {}  # loaded on first need, per asr_model
@@ -185,7 +186,8 @@ class Tracer:
 
         Args:
             items: the interleaved input items, in order.
-            signal, generation, sources, curation: overrides of the tracer's defaults.
+            signal, generation, sources, curation: overrides of the tracer's defaults (a config,
+                or a mapping of its fields read as ``GenerationConfig.from_dict`` etc.).
             stop: set it (from another thread) to end generation early; the result keeps what
                 was generated (``stop_reason == "stopped"``).
             partial_results: attach a snapshot result to each step that ends a sentence.
@@ -193,9 +195,9 @@ class Tracer:
         items = list(items)
         validate_items(items)
         signal_obj = get_signal(signal) if signal is not None else self.signal
-        gen = generation or self.generation
-        src_config = sources or self.sources
-        cur = curation or self.curation
+        gen = self.generation if generation is None else as_config(GenerationConfig, generation, "generation")
+        src_config = self.sources if sources is None else as_config(SourceConfig, sources, "sources")
+        cur = self.curation if curation is None else as_config(CurationConfig, curation, "curation")
         backend = self.backend
         t_start = time.perf_counter()
         prepare_kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}

@@ -60,7 +60,10 @@ def curate_spans(spans: Sequence[Span], result: "TraceResult", config: CurationC
         for chosen in curate(span_units, span_pos, span_conf, config):
             mask = units[lo:hi] == chosen.unit
             tokens = np.arange(lo, hi)[mask]
-            sources.append(_describe(result, chosen.unit, chosen.share, chosen.rescued, tokens, votes[mask]))
+            # A unit without vote mass is selected where the appendix selects it (p_min off):
+            # describe it by its tokens' unweighted evidence rather than by nothing.
+            weights = votes[mask] if votes[mask].sum() > 0 else np.ones(len(tokens))
+            sources.append(_describe(result, chosen.unit, chosen.share, chosen.rescued, tokens, weights))
         out.append(Span(index=span.index, text=span.text, char_start=span.char_start, char_end=span.char_end,
                         token_start=lo, token_end=hi, sources=tuple(sources), confidence=round(mean_conf, 6)))
     return tuple(out)
