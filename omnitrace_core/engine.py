@@ -22,10 +22,10 @@ import torch
 from .backends import Backend, load_backend
 from .capture import AttentionRecorder, recording
 from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
-from .errors import InputError
 from .inputs import Item, TextItem, validate_items
 from .media import MediaLimits
 from .nlp import segment_generation
+from .prompt_length import audio_token_floor, check_prompt_length, max_positions, prompt_inputs
 from .result import GeneratedToken, ItemInfo, Span, TraceResult
 from .signals import Signal, get_signal
 from .sources import SourceSet, build_sources
@@ -202,11 +202,11 @@ class Tracer:
         t_start = time.perf_counter()
         prepare_kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
         plan = plan_units(items, src_config)  # reads transcripts: a bad one fails before media decoding
+        positions = max_positions(backend)
+        floor = audio_token_floor(items, backend)  # long audio is refused before the processor decodes it
+        check_prompt_length(sum(i.tokens for i in floor), gen, positions, floor, at_least=True)
         prepared = backend.prepare(items, src_config, **prepare_kwargs)
-        if gen.max_prompt_tokens is not None and prepared.length > gen.max_prompt_tokens:
-            raise InputError(
-                f"the prompt is {prepared.length} tokens, over the limit of {gen.max_prompt_tokens}: use fewer or "
-                "shorter media, smaller images, or a lower video frame rate")
+        check_prompt_length(prepared.length, gen, positions, prompt_inputs(prepared))  # before any model forward
         t_speech = time.perf_counter()
         speech = resolve_segments(items, plan, src_config, prepared.layout.durations,
                                   lambda: self._recognizer(src_config), getattr(backend, "limits", MediaLimits()))

@@ -247,11 +247,58 @@ def test_min_new_tokens_suppresses_eos(tracer, media):
 
 
 def test_prompt_over_the_token_limit_is_refused_before_the_model_runs(tracer, media, monkeypatch):
+    items = _items(media, video=False)
+    length = tracer.backend.prepare(items, SourceConfig()).length
     calls = []
     monkeypatch.setattr(tracer.backend, "prefill", lambda *a, **k: calls.append(1))
-    with pytest.raises(InputError, match=r"the prompt is \d+ tokens, over the limit of 10"):
-        tracer.trace(_items(media, video=False), generation=GenerationConfig(max_prompt_tokens=10))
+    with pytest.raises(InputError, match=rf"^the prompt is {length} tokens, over the limit of {length - 1} \(the "
+                                         r"maximum prompt length setting, --max-prompt-tokens\)\. Shorten the input: "
+                                         r"audio 'tone.wav' takes 75 tokens \(a shorter audio clip would take fewer\); "
+                                         r"text .*; image 'a.png' takes 12 tokens \(a smaller image would take fewer\)$"):
+        tracer.trace(items, generation=GenerationConfig(max_prompt_tokens=length - 1))
     assert calls == []
+
+
+def test_long_audio_is_refused_before_the_processor_decodes_it(tracer, tmp_path, monkeypatch):
+    """A lower bound from the audio's duration (half its nominal 25 tokens/s) refuses gross cases early."""
+    from tests.media_files import write_wav
+
+    long = write_wav(tmp_path / "long.wav", np.zeros(60 * 16000, np.float32))  # 1500 tokens when prepared
+    prepared = []
+    original = tracer.backend.prepare
+    monkeypatch.setattr(tracer.backend, "prepare", lambda *a, **k: prepared.append(1) or original(*a, **k))
+    items = [TextItem("What is said?"), AudioItem(str(long))]
+    with pytest.raises(InputError, match=r"^the prompt is at least 750 tokens, over the limit of 700 .*"
+                                         r"audio 'long.wav' takes at least 750 tokens"):
+        tracer.trace(items, generation=GenerationConfig(max_prompt_tokens=700))
+    monkeypatch.setattr(tracer.backend.text_model_config(), "max_position_embeddings", 1000)
+    with pytest.raises(InputError, match=r"^the prompt is at least 750 tokens and up to 256 new tokens follow it: "
+                                         r"at least 1006 positions, over the 1000 the model takes"):
+        tracer.trace(items)
+    assert prepared == []
+    # within the early bound, the exact count decides
+    monkeypatch.setattr(tracer.backend.text_model_config(), "max_position_embeddings", 32768)
+    with pytest.raises(InputError, match=r"^the prompt is \d+ tokens, over the limit of 800 .* 'long.wav' takes 1500 tokens"):
+        tracer.trace(items, generation=GenerationConfig(max_prompt_tokens=800))
+    assert prepared == [1]
+
+
+def test_prompt_that_leaves_no_room_for_the_answer_is_refused_before_the_model_runs(tracer, media, monkeypatch):
+    """The model's positions (its text config's max_position_embeddings) bound prompt + new tokens."""
+    items = _items(media, video=False)
+    length = tracer.backend.prepare(items, SourceConfig()).length
+    monkeypatch.setattr(tracer.backend.text_model_config(), "max_position_embeddings", length + 3)
+    forwards = []
+    original = tracer.backend.model.forward
+    monkeypatch.setattr(tracer.backend.model, "forward", lambda *a, **k: forwards.append(1) or original(*a, **k))
+    with pytest.raises(InputError) as info:
+        tracer.trace(items, generation=GenerationConfig(max_new_tokens=4))
+    assert forwards == []  # refused before the encoders or the prefill ran
+    message = str(info.value)
+    assert (f"the prompt is {length} tokens and up to 4 new tokens follow it: {length + 4} positions, over the "
+            f"{length + 3} the model takes (so at most {length - 1} prompt tokens)") in message
+    assert "audio 'tone.wav' takes 75 tokens" in message and "--max-new-tokens" in message
+    assert len(tracer.trace(items, generation=GenerationConfig(max_new_tokens=3, min_new_tokens=3)).tokens) == 3
 
 
 def test_video_items_record_their_audio_track_and_whether_it_was_traced(tracer, media):

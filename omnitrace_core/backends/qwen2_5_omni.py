@@ -104,9 +104,13 @@ class Qwen25OmniBackend(HFMultimodalBackend):
         return kwargs
 
     # -- layout ----------------------------------------------------------------------------
+    @property
+    def audio_seconds_per_token(self) -> float:
+        return qwen_audio_seconds_per_token(self.processor.feature_extractor)
+
     def audio_spans(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Start and end (s) of ``count`` consecutive audio tokens from the start of their window."""
-        step = qwen_audio_seconds_per_token(self.processor.feature_extractor)
+        step = self.audio_seconds_per_token
         start = np.arange(count) * step
         return start, start + step
 
