@@ -13,6 +13,7 @@ import gradio as gr
 
 from omnitrace_core import InputError, Tracer
 
+from . import alerts
 from .compare_panel import build_compare_panel, compare_outputs, make_compare_handler
 from .compose import build_compose_panel, build_gallery, gallery, load_gallery_example
 from .curation_panel import build_curation_panel, recurate_view
@@ -24,7 +25,7 @@ from .rendering import ViewContext, upload_roots
 from .report import explorer_js
 from .session import Session, close_session, new_session
 from .settings import CSS_DIR, EXAMPLES_DIR, AppSettings
-from .trace_panel import build_trace_panel, make_run_handler, stop_trace
+from .trace_panel import build_trace_panel, make_run_handler, request_run, stop_trace
 
 MOUNT_JS = "\notMount(element);\nwatch('value', function () { otMount(element); });\n"
 
@@ -55,7 +56,7 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=340, elem_classes="ot-sidebar"):
                 compose = build_compose_panel(limits, ctx.roots)
-                trace = build_trace_panel(settings.default_new_tokens, limits)
+                trace = build_trace_panel(settings.default_new_tokens, limits, tracer.sources.video_fps)
                 gallery_table = build_gallery(examples)
             with gr.Column(scale=3, min_width=600):
                 with gr.Tabs():
@@ -85,8 +86,12 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
         run_inputs = [session, compose.items, *trace.settings]
         after = dict(fn=_after_run, inputs=session, outputs=[token_plot, compare.table, compare.plot, view_signal],
                      api_visibility="private")
-        trace.run.click(run_handler, run_inputs, [explorer, trace.status], api_name="trace", trigger_mode="once",
-                        show_progress_on=trace.status, **model_events).then(**after)
+        # Trace first marks the run queued (instantly, outside the queue), so that Stop can cancel it before it starts
+        queue_run = dict(fn=request_run, inputs=session, outputs=trace.status, queue=False, show_progress="hidden",
+                         api_visibility="private")
+        trace.run.click(**queue_run).then(run_handler, run_inputs, [explorer, trace.status], api_name="trace",
+                                          trigger_mode="once", show_progress_on=trace.status,
+                                          **model_events).then(**after)
         trace.stop.click(stop_trace, session, trace.status, queue=False, api_name="stop")
 
         def on_recurate(current: Session, *knobs):
@@ -114,10 +119,10 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
                 try:
                     return load_gallery_example(index, examples, limits)
                 except InputError as exc:
-                    raise gr.Error(str(exc), title="Example") from exc
+                    raise alerts.error(exc, title="Example") from exc
 
             gallery_table.click(on_example, gallery_table, compose.items, api_visibility="private").success(
-                run_handler, run_inputs, [explorer, trace.status], show_progress_on=trace.status,
+                **queue_run).success(run_handler, run_inputs, [explorer, trace.status], show_progress_on=trace.status,
                 api_visibility="private", **model_events).then(**after)
     demo.queue(default_concurrency_limit=8, max_size=64)
     return demo

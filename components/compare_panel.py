@@ -9,6 +9,7 @@ import gradio as gr
 
 from omnitrace_core import InputError, Tracer, list_signals
 
+from . import alerts
 from .compare import Comparison, compare_results, render_comparison
 from .plots import agreement_figure
 from .session import Session
@@ -89,6 +90,6 @@ def make_compare_handler(tracer: Tracer) -> Callable:
             for done, _ in enumerate(trace_signals(tracer, session, todo, trace_fn), start=1):
                 yield compare_outputs(session, todo[done:])
         except InputError as exc:
-            raise gr.Error(str(exc), title="Compare signals") from exc
+            raise alerts.error(exc, title="Compare signals") from exc
 
     return handler

@@ -16,6 +16,7 @@ import gradio as gr
 from omnitrace_core import InputError
 from omnitrace_core.speech import load_transcript, validate_segments
 
+from . import alerts
 from .explorer_view import esc
 from .input_checks import EXTENSIONS, check_media, check_text
 from .samples import SampleFile, gallery, read_sample_file, sample_items
@@ -138,7 +139,7 @@ class ComposePanel:
 
 
 def _gr_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), title="Input problem")
+    return alerts.error(exc, title="Input problem")
 
 
 def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePanel:
@@ -174,16 +175,15 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
             add_btn = gr.Button("Add text", size="sm", elem_id="ot-add-text", variant="primary", scale=1)
     with gr.Tab("Media"):
         upload = gr.File(label="Image, audio or video files (several keep their order)", file_count="multiple",
-                         file_types=[ext for exts in EXTENSIONS.values() for ext in exts], elem_id="ot-media-in",
-                         height=120)
+                         file_types=[ext for exts in EXTENSIONS.values() for ext in exts], elem_id="ot-media-in")
     with gr.Tab("Sample file"):
         sample_state = gr.State(None)
+        # no height cap: every uploaded file stays listed; the sample picker has the column's full width
         sample_upload = gr.File(label="Official OmniTrace JSON sample file (+ the media it names)", file_count="multiple",
                                 file_types=[".json"] + [ext for exts in EXTENSIONS.values() for ext in exts],
-                                elem_id="ot-sample-in", height=120)
-        with gr.Row():
-            sample_key = gr.Dropdown(label="Sample", choices=[], interactive=True, scale=3)
-            load_btn = gr.Button("Load sample", size="sm", scale=1)
+                                elem_id="ot-sample-in")
+        sample_key = gr.Dropdown(label="Sample", choices=[], interactive=True, elem_id="ot-sample-key")
+        load_btn = gr.Button("Load sample", size="sm", elem_id="ot-load-sample")
     with gr.Tab("Speech"):
         gr.Markdown("Source units of an audio or video item: fixed time bins, speech segments found by a "
                     "speech recogniser, or the segments of your own transcript.", elem_classes="ot-hint")
@@ -207,12 +207,13 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
             raise _gr_error(exc) from exc
 
     def on_upload(current, files):
+        # each rejected file is reported once: one error when nothing was added, else a warning per file
         new, problems = add_files(current, files, limits)
-        for problem in problems:
-            gr.Warning(problem, title="File not added")
         if problems and len(new) == len(current):
-            raise gr.Error("; ".join(problems), title="File not added")
-        return new, None
+            raise alerts.error("; ".join(problems), title="File not added")
+        for problem in problems:
+            alerts.warning(problem, title="File not added")
+        return new
 
     def on_sample_upload(files):
         try:
@@ -224,7 +225,7 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
 
     def on_load_sample(sample_file, key):
         if sample_file is None or not key:
-            raise gr.Error("upload a sample file and choose a sample first", title="Input problem")
+            raise alerts.error("upload a sample file and choose a sample first", title="Input problem")
         try:
             return sample_items(sample_file, key, limits, roots)
         except InputError as exc:
@@ -232,7 +233,9 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
 
     add_btn.click(on_add_text, [items, text, is_prompt], [items, text], api_name="add_text")
     text.submit(on_add_text, [items, text, is_prompt], [items, text], api_visibility="private")
-    upload.upload(on_upload, [items, upload], [items, upload], api_name="add_media")
+    # the Media box is emptied after every upload, added or not: a rejected file is never sent again
+    upload.upload(on_upload, [items, upload], items, api_name="add_media").then(
+        lambda: None, None, upload, queue=False, api_visibility="private")
     sample_upload.upload(on_sample_upload, sample_upload, [sample_state, sample_key], api_name="read_samples")
     load_btn.click(on_load_sample, [sample_state, sample_key], items, api_name="load_sample")
     clear_btn.click(lambda: [], None, items, api_name="clear_items")

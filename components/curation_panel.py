@@ -8,6 +8,7 @@ import gradio as gr
 
 from omnitrace_core import ConfigError, CurationConfig, list_token_rules
 
+from . import alerts
 from .rendering import ViewContext
 from .session import Session
 
@@ -29,7 +30,7 @@ def recurate_view(ctx: ViewContext, session: Session, *knobs) -> str:
     try:
         session.curation = curation_from_knobs(*knobs)
     except ConfigError as exc:
-        raise gr.Error(str(exc), title="Curation settings") from exc
+        raise alerts.error(exc, title="Curation settings") from exc
     return ctx.explorer(session)
 
 

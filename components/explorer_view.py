@@ -18,6 +18,7 @@ import numpy as np
 
 from omnitrace_core import Span, TraceResult
 from omnitrace_core.result import ItemInfo
+from omnitrace_core.sources import SourceUnit
 
 MODALITIES = ("text", "image", "audio", "video")
 MODALITY_LABELS = {"text": "text", "image": "image", "audio": "audio", "video": "video"}
@@ -83,18 +84,53 @@ def is_weak(span: Span) -> bool:
     return not span.sources
 
 
+def unit_where(unit: SourceUnit) -> tuple[str, str]:
+    """(where, name): what tells a unit from its neighbours, and the rest of its label.
+
+    Narrow columns cut labels; the view shows ``where`` first and never cuts it: the time range
+    of an audio or video unit, the item number of an image. A text unit's label begins with its
+    sentence, which is what tells it apart (``where`` is empty).
+    """
+    if unit.time_start is not None and unit.time_end is not None:
+        engine_form = f"{unit.time_start:.1f}-{unit.time_end:.1f}s"  # as the engine writes times into labels
+        name = " ".join(unit.label.replace(engine_form, " ", 1).split())
+        return f"{unit.time_start:.1f}\u2013{unit.time_end:.1f} s", name
+    if unit.modality == "image":
+        return f"#{int(unit.item) + 1}", unit.label
+    return "", unit.label
+
+
+def _tile_where(item: ItemInfo, tile: int) -> str:
+    """A tile of an image as "tile row,column" (1-based), or "" without a grid."""
+    if not item.grid:
+        return ""
+    cols = max(1, int(item.grid[1]))
+    return f"tile {tile // cols + 1},{tile % cols + 1}"
+
+
 def _token_rows(result: TraceResult) -> list[dict[str, Any]]:
-    """Per generated token: its source unit, confidence, POS tag and POS vote weight, top-3 units."""
+    """Per generated token: its source unit, confidence, POS tag and POS vote weight, top-3 units, and
+    ``where`` (as ``unit_where``; for an image, also the tile the token draws on most)."""
     if not result.tokens:
         return []
     units, confidence = result.token_trace()
     unit_sum, _ = result.unit_scores()
     top = np.argsort(-unit_sum, axis=1, kind="stable")[:, :3] if unit_sum.shape[1] else np.zeros((len(units), 0), int)
+    atom_tile = result.sources.atom_tile
+    tile_atoms = {u.index: np.flatnonzero((result.sources.atom_unit == u.index) & (atom_tile >= 0))
+                  for u in result.units if u.modality == "image"}
     rows = []
     for t, token in enumerate(result.tokens):
+        unit = result.units[units[t]] if units[t] >= 0 else None
+        where = unit_where(unit)[0] if unit is not None else ""
+        if unit is not None and unit.modality == "image":
+            atoms = tile_atoms[unit.index]
+            if atoms.size:
+                tile = _tile_where(result.items[unit.item], int(atom_tile[atoms[np.argmax(result.atom_sum[t, atoms])]]))
+                where = f"{where} \u00b7 {tile}" if tile else where
         rows.append({
             "text": token.text, "unit": int(units[t]), "conf": round(float(confidence[t]), 4), "pos": token.pos,
-            "w": round(float(result.curation.pos_weight(token.pos)), 3),
+            "w": round(float(result.curation.pos_weight(token.pos)), 3), "where": where,
             "top": [[int(u), round(float(unit_sum[t, u]), 4)] for u in top[t] if unit_sum[t, u] > 0],
         })
     return rows
@@ -102,18 +138,25 @@ def _token_rows(result: TraceResult) -> list[dict[str, Any]]:
 
 def build_payload(result: TraceResult) -> dict[str, Any]:
     """The data explorer.js needs: units, spans with curated sources, tokens."""
-    units = [{"label": u.label, "modality": u.modality, "item": u.item, "t0": u.time_start, "t1": u.time_end}
-             for u in result.units]
+    units = []
+    for u in result.units:
+        where, name = unit_where(u)
+        units.append({"label": u.label, "where": where, "name": name, "modality": u.modality, "item": u.item,
+                      "t0": u.time_start, "t1": u.time_end})
     spans = []
     for span in result.spans:
         sources = []
         for s in span.sources:
             entry: dict[str, Any] = {"unit": s.unit, "modality": s.modality, "item": s.item, "label": s.label,
                                      "share": round(s.share, 4), "rescued": s.rescued}
+            entry["where"], entry["name"] = unit_where(result.units[s.unit])
             if s.time_start is not None:
                 entry.update(t0=s.time_start, t1=s.time_end)
             if s.tile_scores is not None:
                 entry.update(grid=list(s.grid), tiles=list(s.tile_scores))
+                if s.tile_scores:  # the tile that supports this sentence most
+                    tile = _tile_where(result.items[s.item], int(np.argmax(s.tile_scores)))
+                    entry["where"] = f"{entry['where']} \u00b7 {tile}" if tile else entry["where"]
             if s.tracks is not None:
                 entry["tracks"] = dict(s.tracks)
             sources.append(entry)
@@ -141,7 +184,7 @@ def _output_html(result: TraceResult | None, text: str, pending: str) -> str:
             cls = "ot-sent ot-weak" if weak else "ot-sent"
             flag = '<span class="ot-flag" title="no strong source">&#9888;</span>' if weak else ""
             label = "no strong source" if weak else f"{len(span.sources)} source(s)"
-            out.append(f'<span class="{cls}" data-span="{span.index}" tabindex="0" role="button" '
+            out.append(f'<span class="{cls}" data-span="{int(span.index)}" tabindex="0" role="button" '
                        f'title="{esc(label)}"><span class="ot-stext">{esc(span.text)}</span>{flag}{_modality_bar(modality_split(span))}</span>')
             cursor = span.char_end
         out.append(esc(text[cursor:]))
@@ -158,7 +201,7 @@ def _text_item(item: ItemInfo, units: Sequence[Any]) -> str:
     out, cursor = [], 0
     for u in own:
         out.append(esc(text[cursor:u.char_start]))
-        out.append(f'<span class="ot-unit" data-unit="{u.index}" data-item="{item.index}">'
+        out.append(f'<span class="ot-unit" data-unit="{int(u.index)}" data-item="{int(item.index)}">'
                    f'{esc(text[u.char_start:u.char_end])}</span>')
         cursor = u.char_end
     out.append(esc(text[cursor:]))
@@ -167,8 +210,9 @@ def _text_item(item: ItemInfo, units: Sequence[Any]) -> str:
 
 def _image_item(item: ItemInfo, units: Sequence[Any], preview: MediaPreview | None) -> str:
     unit = next((u.index for u in units if u.item == item.index and u.modality == "image"), None)
-    w = (preview.width if preview and preview.width else None) or item.media.get("width") or 4
-    h = (preview.height if preview and preview.height else None) or item.media.get("height") or 3
+    # sizes may come from a loaded trace file: only numbers reach the style attribute
+    w = float((preview.width if preview and preview.width else None) or item.media.get("width") or 4)
+    h = float((preview.height if preview and preview.height else None) or item.media.get("height") or 3)
     if preview and preview.src:
         picture = f'<img src="{esc(preview.src)}" alt="{esc(item.label)}" loading="lazy">'
     else:
@@ -176,12 +220,12 @@ def _image_item(item: ItemInfo, units: Sequence[Any], preview: MediaPreview | No
         picture = f'<div class="ot-missing">{esc(note)}</div>'
     tiles = ""
     if item.grid:
-        rows, cols = item.grid
+        rows, cols = (int(n) for n in item.grid)
         cells = "".join(f'<i class="ot-tile" data-tile="{k}"></i>' for k in range(rows * cols))
         tiles = (f'<div class="ot-tiles" style="grid-template-rows:repeat({rows},1fr);'
                  f'grid-template-columns:repeat({cols},1fr)">{cells}</div>')
-    attr = f' data-unit="{unit}"' if unit is not None else ""
-    return (f'<div class="ot-imgwrap"{attr} data-item="{item.index}" style="aspect-ratio:{w}/{h}">'
+    attr = f' data-unit="{int(unit)}"' if unit is not None else ""
+    return (f'<div class="ot-imgwrap"{attr} data-item="{int(item.index)}" style="aspect-ratio:{w:g}/{h:g}">'
             f'{picture}{tiles}</div>')
 
 
@@ -200,7 +244,7 @@ def _segments(item: ItemInfo, units: Sequence[Any], duration: float) -> str:
         if u.item != item.index or u.time_start is None or duration <= 0:
             continue
         left, width = 100 * u.time_start / duration, 100 * (u.time_end - u.time_start) / duration
-        out.append(f'<button class="ot-seg" data-unit="{u.index}" data-item="{item.index}" data-t0="{u.time_start:.3f}" '
+        out.append(f'<button class="ot-seg" data-unit="{int(u.index)}" data-item="{int(item.index)}" data-t0="{u.time_start:.3f}" '
                    f'data-t1="{u.time_end:.3f}" style="left:{left:.3f}%;width:{width:.3f}%" '
                    f'title="{esc(u.label)}"></button>')
     return f'<div class="ot-segs">{"".join(out)}</div>'
@@ -239,7 +283,7 @@ def _video_item(item: ItemInfo, units: Sequence[Any], preview: MediaPreview | No
 def _item_header(item: ItemInfo) -> str:
     extra = ""
     if item.modality == "image" and item.grid:
-        extra = f" &middot; {item.grid[0]}&times;{item.grid[1]} tiles"
+        extra = f" &middot; {int(item.grid[0])}&times;{int(item.grid[1])} tiles"
     elif item.modality in ("audio", "video") and item.media.get("duration"):
         extra = f" &middot; {float(item.media['duration']):.1f} s"
     role = "instruction" if item.is_prompt else item.modality
@@ -260,7 +304,7 @@ def _inputs_html(items: Sequence[ItemInfo], units: Sequence[Any], media: Mapping
         else:
             body = _video_item(item, units, preview)
         cls = "ot-item ot-prompt" if item.is_prompt else "ot-item"
-        cards.append(f'<div class="{cls} ot-kind-{esc(item.modality)}" data-item="{item.index}">'
+        cards.append(f'<div class="{cls} ot-kind-{esc(item.modality)}" data-item="{int(item.index)}">'
                      f'{_item_header(item)}{body}</div>')
     return "".join(cards) or '<p class="ot-empty">No input items.</p>'
 

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import gradio as gr
 
 from omnitrace_core import InputError, TraceResult
 
+from . import alerts
+from .input_checks import check_loaded_trace
 from .rendering import ViewContext
 from .report import write_report
 from .session import Session
 
+logger = logging.getLogger(__name__)
+
+
+def _file_part(text: Any) -> str:
+    """A safe piece of a file name (a loaded trace's model id or signal may hold any text, '/' included)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip(".-")[:40]
+
 
 def _stem(result: TraceResult) -> str:
-    model = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(result.model_id).name)[:40] or "model"
-    return f"omnitrace_{model}_{result.signal}"
+    model = _file_part(Path(str(result.model_id)).name) or "model"
+    return f"omnitrace_{model}_{_file_part(result.signal) or 'trace'}"
 
 
 def export_json(session: Session) -> str:
@@ -35,16 +45,37 @@ def export_html(ctx: ViewContext, session: Session) -> str:
     if result is None:
         raise InputError("nothing to export yet: trace an input first")
     path = session.workdir / f"{_stem(result)}.html"
-    return str(write_report(result, path, ctx.roots, ctx.limits.media_limits(), model_name=ctx.model_name))
+    return str(write_report(result, path, ctx.roots, ctx.limits.media_limits(), model_name=ctx.model_label(result)))
+
+
+def read_trace(path: str | None) -> TraceResult:
+    """Read and check a JSON trace written by the engine (or by Export JSON).
+
+    Raises:
+        InputError: the file is not UTF-8 JSON, not a trace, disagrees with itself, or is too large
+            to show (see ``check_loaded_trace``); the message names the file and what is wrong.
+    """
+    if not path:
+        raise InputError("choose a .json trace file to load")
+    name = Path(path).name
+    if Path(path).suffix.lower() != ".json":
+        raise InputError(f"'{name}' is not a .json trace file")
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"'{name}' is not UTF-8 text (byte {exc.start} cannot be read): a trace is the UTF-8 "
+                         "JSON that Export trace JSON writes") from exc
+    try:
+        result = TraceResult.from_json(text)
+        check_loaded_trace(result)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as exc:  # InputError too
+        raise InputError(f"'{name}' is not a trace this explorer can show: {exc}") from exc
+    return result
 
 
 def load_trace(session: Session, path: str | None) -> TraceResult:
-    """Read a JSON trace written by the engine (or by Export JSON) and make it the shown trace."""
-    if not path:
-        raise InputError("choose a .json trace file to load")
-    if Path(path).suffix.lower() != ".json":
-        raise InputError(f"'{Path(path).name}' is not a .json trace file")
-    result = TraceResult.load(path)
+    """Read a JSON trace (see ``read_trace``) and make it the shown trace."""
+    result = read_trace(path)
     session.adopt(result)
     return result
 
@@ -67,24 +98,31 @@ def build_export_panel() -> ExportPanel:
     return ExportPanel(json_btn, html_btn, files, load)
 
 
+def _reported(title: str, action: Callable[[], Any]) -> Any:
+    """Run ``action``; any failure becomes a pop-up (unexpected ones are logged with their traceback)."""
+    try:
+        return action()
+    except InputError as exc:
+        raise alerts.error(exc, title=title) from exc
+    except Exception as exc:  # a bug, or a file the checks let through: say so, keep serving
+        logger.exception("%s failed", title)
+        raise alerts.error(f"{title.lower()} failed: {type(exc).__name__}: {exc}", title=title) from exc
+
+
 def make_export_handlers(ctx: ViewContext) -> tuple[Callable, Callable, Callable]:
     def on_json(session: Session):
-        try:
-            return [export_json(session)]
-        except InputError as exc:
-            raise gr.Error(str(exc), title="Export") from exc
+        return _reported("Export", lambda: [export_json(session)])
 
     def on_html(session: Session):
-        try:
-            return [export_html(ctx, session)]
-        except InputError as exc:
-            raise gr.Error(str(exc), title="Export") from exc
+        return _reported("Export", lambda: [export_html(ctx, session)])
 
     def on_load(session: Session, path: str | None):
+        result = _reported("Load trace", lambda: read_trace(path))
+        previous = session.adopt(result)
         try:
-            load_trace(session, path)
-        except InputError as exc:
-            raise gr.Error(str(exc), title="Load trace") from exc
-        return ctx.explorer(session)
+            return _reported("Load trace", lambda: ctx.explorer(session))
+        except gr.Error:
+            session.restore(previous)  # the trace shown before stays
+            raise
 
     return on_json, on_html, on_load

@@ -94,6 +94,17 @@ class ComposedItem:
         return f"{timed} \u00b7 {self.units_label()}"
 
 
+@dataclass(frozen=True)
+class Generation:
+    """What one generation left in a session (see ``Session``), kept to put back if the next one fails."""
+
+    results: dict[str, TraceResult]
+    base_signal: str | None
+    view_signal: str | None
+    run_items: tuple[Any, ...]
+    run_settings: dict[str, Any]
+
+
 @dataclass
 class Session:
     """Everything one browser session owns.
@@ -107,7 +118,9 @@ class Session:
         curation: the current curation settings (applied with ``recurate``).
         run_items: the items of the last generation, as given to the engine (for re-tracing).
         run_settings: signal-independent settings of the last generation (source/generation configs).
-        stop: set to end the running generation early.
+        stop: set to end the running generation early, or to cancel a queued one before it starts.
+        queued: Trace was pressed and its run has not started yet.
+        running: a run of this session is generating.
     """
 
     results: dict[str, TraceResult] = field(default_factory=dict)
@@ -117,6 +130,8 @@ class Session:
     run_items: tuple[Any, ...] = ()
     run_settings: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    queued: bool = False
+    running: bool = False
     _workdir: Path | None = None
     _previews: PreviewCache | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,21 +160,28 @@ class Session:
             return None
         return result if result.curation == self.curation else result.recurate(self.curation)
 
-    def new_generation(self, signal: str, run_items: tuple[Any, ...], settings: dict[str, Any]) -> None:
-        self.results = {}
-        self.base_signal = signal
-        self.view_signal = signal
-        self.run_items = run_items
-        self.run_settings = dict(settings)
-        self.stop.clear()
+    def saved(self) -> Generation:
+        """The current generation, to ``restore`` if what replaces it fails."""
+        return Generation(dict(self.results), self.base_signal, self.view_signal, self.run_items,
+                          dict(self.run_settings))
 
-    def adopt(self, result: TraceResult) -> None:
+    def restore(self, generation: Generation) -> None:
+        self.results = dict(generation.results)
+        self.base_signal, self.view_signal = generation.base_signal, generation.view_signal
+        self.run_items, self.run_settings = generation.run_items, dict(generation.run_settings)
+
+    def new_generation(self, signal: str, run_items: tuple[Any, ...], settings: dict[str, Any]) -> Generation:
+        """Start a generation; returns the previous one (to ``restore`` if this one fails)."""
+        previous = self.saved()
+        self.restore(Generation({}, signal, signal, run_items, dict(settings)))
+        return previous
+
+    def adopt(self, result: TraceResult) -> Generation:
         """Show a loaded trace, curated with the current knobs (no items to re-run with: comparing
-        signals needs a new generation)."""
-        self.results = {result.signal: result}
-        self.base_signal = self.view_signal = result.signal
-        self.run_items = ()
-        self.run_settings = {}
+        signals needs a new generation). Returns the previous generation."""
+        previous = self.saved()
+        self.restore(Generation({result.signal: result}, result.signal, result.signal, (), {}))
+        return previous
 
     def close(self) -> None:
         """Stop any generation and delete this session's files."""

@@ -2,6 +2,10 @@
 
 ``run_trace`` is a plain generator: it yields (explorer HTML, status HTML) while the model
 writes; each finished sentence arrives as a curated snapshot and is clickable at once.
+
+A run's life in a session: Trace marks it queued (``request_run``); Stop cancels it while it
+waits, or ends its generation after the current token while it runs (``stop_trace``); a run that
+fails puts the previous trace back and says so in the status line.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import gradio as gr
 from omnitrace_core import (ConfigError, GenerationConfig, InputError, SourceConfig, TraceResult, Tracer,
                             list_signals)
 
+from . import alerts
 from .input_checks import check_run
 from .rendering import ViewContext, status_html
 from .session import ComposedItem, Session
@@ -47,24 +52,29 @@ def model_stream(tracer: Tracer) -> Callable[..., Iterator[Any]]:
 
 
 def run_settings(max_new_tokens: float, audio_bin: float, video_bin: float, include_prompt: bool,
-                 limits: InputLimits | None = None, base: SourceConfig = SourceConfig()
-                 ) -> tuple[GenerationConfig, SourceConfig]:
+                 limits: InputLimits | None = None, base: SourceConfig = SourceConfig(),
+                 video_fps: float | None = None) -> tuple[GenerationConfig, SourceConfig]:
     """Greedy decoding (deterministic, so other signals can re-trace the same generation).
 
     The engine refuses a prompt over ``limits.max_prompt_tokens`` before the model runs. Source
-    settings the panel has no control for (e.g. the speech recogniser) come from ``base``.
+    settings the panel has no control for (e.g. the speech recogniser) come from ``base``, and so
+    does the video frame rate when ``video_fps`` is None.
     """
     generation = GenerationConfig(max_new_tokens=int(max_new_tokens),
                                   max_prompt_tokens=limits.max_prompt_tokens if limits else None)
+    fps = base.video_fps if video_fps is None else float(video_fps)
     sources = replace(base, audio_bin_seconds=float(audio_bin), video_bin_seconds=float(video_bin),
-                      include_prompt=bool(include_prompt))
+                      include_prompt=bool(include_prompt), video_fps=fps)
     return generation, sources
 
 
 def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Session, items: Sequence[ComposedItem],
               signal: str, max_new_tokens: float, audio_bin: float, video_bin: float, include_prompt: bool,
-              stream_fn: Callable | None = None) -> Iterator[tuple[str, str]]:
+              video_fps: float | None = None, stream_fn: Callable | None = None) -> Iterator[tuple[str, str]]:
     """Generate and trace, streaming the explorer.
+
+    A run whose Stop was pressed while it waited in the queue does not start. A run that fails
+    (or is abandoned) puts the session's previous trace back before the error propagates.
 
     Yields:
         (explorer HTML, status HTML): first the inputs, then after each finished sentence (and at
@@ -74,14 +84,36 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
         InputError / ConfigError / MediaError: bad input (the caller shows them as gr.Error).
     """
     items = list(items or [])
+    session.queued = False
+    if session.stop.is_set():  # Stop was pressed while this run waited for the model
+        session.stop.clear()
+        yield ctx.explorer(session, items=items), status_html("stopped", "Stopped before it started: nothing was "
+                                                              "traced, the previous trace is kept.")
+        return
     check_run(items, limits, getattr(tracer.backend, "modalities", None))
     if signal not in list_signals():
         raise InputError(f"unknown signal '{signal}'; choose one of {', '.join(list_signals())}")
     if not 1 <= int(max_new_tokens) <= limits.max_new_tokens:
         raise InputError(f"generation length must be between 1 and {limits.max_new_tokens} tokens")
-    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt, limits, tracer.sources)
+    generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt, limits, tracer.sources,
+                                       video_fps)
     engine_items = tuple(item.to_engine() for item in items)
-    session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
+    previous = session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
+    session.running = True
+    try:
+        yield from _generate(ctx, session, items, signal, generation, sources, stream_fn or model_stream(tracer))
+    except BaseException:  # a failure, or the page went away mid-run: the last good trace stays
+        session.restore(previous)
+        raise
+    finally:
+        session.running = False
+        session.stop.clear()
+
+
+def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], signal: str,
+              generation: GenerationConfig, sources: SourceConfig, stream_fn: Callable) -> Iterator[tuple[str, str]]:
+    """The streaming part of ``run_trace``, after the checks."""
+    engine_items = session.run_items
     budget = generation.max_new_tokens
     yield (ctx.explorer(session, None, items=items, pending="", progress=0.0),
            status_html("running", "Preparing the prompt...", f"signal {signal}"))
@@ -90,7 +122,6 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
     last_yield = time.monotonic()
     started = time.monotonic()
     final: TraceResult | None = None
-    stream_fn = stream_fn or model_stream(tracer)
     for step in stream_fn(engine_items, signal, generation, sources, session.curation, session.stop):
         if step.done:
             final = step.result
@@ -121,10 +152,26 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
     yield ctx.explorer(session), status_html(state, f"{verb}: {len(final.tokens)} tokens traced with {signal}.", detail)
 
 
-def stop_trace(session: Session) -> str:
-    """Ask the running generation to stop after its current token (it keeps what it wrote)."""
-    session.stop.set()
-    return status_html("stopped", "Stopping after the current token...")
+def request_run(session: Session) -> Any:
+    """Trace was pressed: mark the run queued, so that Stop can cancel it before it starts."""
+    if session.running:  # one run at a time per page: the Trace event itself is skipped while one runs
+        return gr.skip()
+    session.queued = True
+    return status_html("running", "Waiting for the model...")
+
+
+def stop_trace(session: Session) -> Any:
+    """Cancel a queued run, or end the running generation after its current token (it keeps what it wrote).
+
+    With nothing queued or running, Stop does nothing: it must not cancel the next run.
+    """
+    if session.running:
+        session.stop.set()
+        return status_html("stopped", "Stopping after the current token...")
+    if session.queued:
+        session.stop.set()
+        return status_html("stopped", "Stopping: the queued run will not start.")
+    return gr.skip()
 
 
 # -- builder ------------------------------------------------------------------------------------
@@ -135,16 +182,18 @@ class TracePanel:
     audio_bin: gr.Slider
     video_bin: gr.Slider
     include_prompt: gr.Checkbox
+    video_fps: gr.Slider
     run: gr.Button
     stop: gr.Button
     status: gr.HTML
 
     @property
     def settings(self) -> list[gr.components.Component]:
-        return [self.signal, self.max_new_tokens, self.audio_bin, self.video_bin, self.include_prompt]
+        return [self.signal, self.max_new_tokens, self.audio_bin, self.video_bin, self.include_prompt, self.video_fps]
 
 
-def build_trace_panel(default_new_tokens: int, limits: InputLimits) -> TracePanel:
+def build_trace_panel(default_new_tokens: int, limits: InputLimits,
+                      default_video_fps: float = SourceConfig().video_fps) -> TracePanel:
     """Run settings, the Trace / Stop buttons and the status line (events are wired in wire_trace)."""
     with gr.Accordion("Run settings", open=True, elem_classes="ot-settings"):
         signals = list_signals()
@@ -155,16 +204,20 @@ def build_trace_panel(default_new_tokens: int, limits: InputLimits) -> TracePane
         with gr.Row():
             audio_bin = gr.Slider(0.25, 10, value=1.0, step=0.25, label="Audio bin (s)", elem_id="ot-audio-bin")
             video_bin = gr.Slider(0.25, 10, value=1.0, step=0.25, label="Video bin (s)", elem_id="ot-video-bin")
+        video_fps = gr.Slider(0.25, 8, value=default_video_fps, step=0.25, label="Video frame rate (frames/s)",
+                              info="frames read per second of video: fewer frames make a shorter prompt",
+                              elem_id="ot-video-fps")
         include_prompt = gr.Checkbox(label="Trace the instruction too", value=False)
     with gr.Row():
         run = gr.Button("Trace", variant="primary", elem_id="ot-run", scale=3)
         stop = gr.Button("Stop", variant="stop", elem_id="ot-stop", scale=1)
     status = gr.HTML(status_html("idle", "Ready."), js_on_load=None, elem_id="ot-status", padding=False)
-    return TracePanel(signal, max_new_tokens, audio_bin, video_bin, include_prompt, run, stop, status)
+    return TracePanel(signal, max_new_tokens, audio_bin, video_bin, include_prompt, video_fps, run, stop, status)
 
 
 def make_run_handler(tracer: Tracer, ctx: ViewContext, limits: InputLimits) -> Callable:
-    """The run event's function: errors become gr.Error, generation is wrapped for ZeroGPU."""
+    """The run event's function: errors become pop-ups (the status line says it too), generation is wrapped
+    for ZeroGPU."""
     plain = model_stream(tracer)
     gpu_stream = gpu_wrap(plain)
     on_zero_gpu = gpu_stream is not plain
@@ -174,16 +227,18 @@ def make_run_handler(tracer: Tracer, ctx: ViewContext, limits: InputLimits) -> C
         return gpu_stream(items, signal, generation, sources, curation, None if on_zero_gpu else stop)
 
     def handler(session: Session, items: list[ComposedItem], signal: str, max_new_tokens: float, audio_bin: float,
-                video_bin: float, include_prompt: bool):
+                video_bin: float, include_prompt: bool, video_fps: float | None = None):
         try:
             yield from run_trace(tracer, ctx, limits, session, items, signal, max_new_tokens, audio_bin, video_bin,
-                                 include_prompt, stream_fn=stream)
+                                 include_prompt, video_fps, stream_fn=stream)
+            return
         except (InputError, ConfigError) as exc:
-            raise gr.Error(str(exc), title="Input problem") from exc
-        except gr.Error:
-            raise
+            title, message = "Input problem", str(exc)
         except Exception as exc:  # a bug or a model failure: keep serving, say what happened
             logger.exception("tracing failed")
-            raise gr.Error(f"tracing failed: {type(exc).__name__}: {exc}", title="Tracing failed") from exc
+            title, message = "Tracing failed", f"tracing failed: {type(exc).__name__}: {exc}"
+        # run_trace has put the last good trace back: show it, and end the "Preparing..." status
+        yield ctx.explorer(session, items=items), status_html("error", f"{title}: nothing new was traced.", message)
+        raise alerts.error(message, title=title)
 
     return handler

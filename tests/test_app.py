@@ -143,3 +143,42 @@ def test_generation_is_queued_with_a_concurrency_limit(app):
     fns = {fn.api_name: fn for fn in app.demo.fns.values()}
     assert fns["trace"].concurrency_limit == app.settings.concurrency
     assert fns["trace"].concurrency_id == fns["compare"].concurrency_id
+
+
+def test_a_failed_run_keeps_the_last_trace_and_its_exports(app):
+    c = client(app)
+    c.predict("A red house stands in a field.", False, api_name="/add_text")
+    good, status = c.predict(max_new_tokens=3, api_name="/trace", **RUN)
+    assert state(status) == "done"
+    # a prompt over the limit fails inside the run, after "Preparing the prompt..."
+    c.predict("word " * (app.settings.limits.max_prompt_tokens + 100), False, api_name="/add_text")
+    job = c.submit(max_new_tokens=3, api_name="/trace", **RUN)
+    with pytest.raises(Exception, match="over the limit"):
+        job.result()
+    explorer, status = job.outputs()[-1]
+    assert state(status) == "error"
+    assert payload(explorer)["tokens"] == payload(good)["tokens"]
+    [exported] = c.predict(api_name="/export_json")
+    assert [t.text for t in TraceResult.load(exported).tokens] == [t["text"] for t in payload(good)["tokens"]]
+
+
+def test_bad_trace_files_get_a_message_and_odd_names_export(app, tmp_path):
+    c = client(app)
+    c.predict("A red house stands in a field.", False, api_name="/add_text")
+    c.predict(max_new_tokens=2, api_name="/trace", **RUN)
+    [exported] = c.predict(api_name="/export_json")
+    data = json.loads(Path(exported).read_text(encoding="utf-8"))
+    ragged = dict(data, atom_sum=[row[:-1] for row in data["atom_sum"]][:1] + data["atom_sum"][1:])
+    bad = tmp_path / "ragged.json"
+    bad.write_text(json.dumps(ragged), encoding="utf-8")
+    with pytest.raises(Exception, match="ragged.json"):
+        c.predict(gradio_client.handle_file(str(bad)), api_name="/load_trace")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"text": "caf\xe9"}')
+    with pytest.raises(Exception, match="not UTF-8"):
+        c.predict(gradio_client.handle_file(str(latin)), api_name="/load_trace")
+    slashed = tmp_path / "slashed.json"
+    slashed.write_text(json.dumps(dict(data, signal="../a/b")), encoding="utf-8")
+    c.predict(gradio_client.handle_file(str(slashed)), api_name="/load_trace")
+    [again] = c.predict(api_name="/export_json")
+    assert TraceResult.load(again).signal == "../a/b" and "/" not in Path(again).name

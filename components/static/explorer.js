@@ -176,6 +176,16 @@ function otUnitLabel(data, u) {
   return unit ? unit.label : '(none)';
 }
 
+// A source's label for a narrow place: what tells it apart (time range, image and tile) first and
+// never cut, then the rest of its label, cut with an ellipsis; the whole label as its tooltip.
+function otSourceName(where, name, label) {
+  var box = otEl('span', 'ot-srcname');
+  box.setAttribute('title', label);
+  if (where) box.appendChild(otEl('span', 'ot-where', where));
+  box.appendChild(otEl('span', 'ot-name', name));
+  return box;
+}
+
 function otSpanDetail(root, data, span, tokFocus) {
   var box = otEl('div', 'ot-detail-span');
   var head = otEl('div', 'ot-dhead');
@@ -195,8 +205,10 @@ function otSpanDetail(root, data, span, tokFocus) {
     b.setAttribute('data-unit', String(s.unit));
     b.setAttribute('data-item', String(s.item));
     if (s.t0 !== undefined && s.t0 !== null) b.setAttribute('data-t0', String(s.t0));
-    b.appendChild(otEl('span', 'ot-dot'));
-    b.appendChild(otEl('span', 'ot-srclabel', s.label));
+    var label = otEl('span', 'ot-srclabel');
+    label.appendChild(otEl('span', 'ot-dot'));
+    label.appendChild(otSourceName(s.where, s.name === undefined ? s.label : s.name, s.label));
+    b.appendChild(label);
     var meter = otEl('span', 'ot-meter');
     var fill = otEl('i');
     fill.style.width = (100 * s.share) + '%';
@@ -234,16 +246,16 @@ function otTokenTable(data, span, tokFocus) {
     tr.setAttribute('data-token', String(t));
     tr.setAttribute('tabindex', '0');
     var src = otUnitLabel(data, tok.unit);
-    var mod = tok.unit >= 0 && data.units[tok.unit] ? data.units[tok.unit].modality : '';
+    var unit = tok.unit >= 0 ? data.units[tok.unit] : null;
+    var mod = unit ? unit.modality : '';
     var word = otEl('td', 'ot-toktext', JSON.stringify(tok.text));
     word.setAttribute('title', JSON.stringify(tok.text));
     tr.appendChild(word);
     tr.appendChild(otEl('td', null, tok.pos));
     tr.appendChild(otEl('td', null, Number(tok.w).toFixed(2)));
     var cell = otEl('td', 'ot-toksrc');
-    cell.setAttribute('title', src);
     if (mod) cell.appendChild(otEl('span', 'ot-dot ot-m-' + mod));
-    cell.appendChild(document.createTextNode(src));
+    cell.appendChild(unit ? otSourceName(tok.where || unit.where, unit.name, src) : document.createTextNode(src));
     tr.appendChild(cell);
     var conf = otEl('td', 'ot-tokconf', Number(tok.conf).toFixed(3));
     conf.style.setProperty('--ot-s', String(Math.min(1, tok.conf)));

@@ -71,17 +71,38 @@ def test_add_files_reports_bad_files_and_keeps_good_ones(tmp_path, media):
         assert name in problem
 
 
-def test_add_files_enforces_limits(tmp_path, media):
+def test_add_files_enforces_limits_in_the_users_terms(tmp_path, media):
     big = tmp_path / "big.png"
     Image.new("RGB", (5000, 4000)).save(big)
-    _, problems = add_files([], [str(big)], InputLimits(max_image_pixels=16_000_000))
-    assert "pixels" in problems[0] and "big.png" in problems[0]
-    _, problems = add_files([], [str(media["audio"])], InputLimits(max_audio_seconds=1.0))
-    assert "over the limit" in problems[0]
-    _, problems = add_files([], [str(media["video"])], InputLimits(max_video_seconds=2.0))
-    assert "over the limit" in problems[0]
-    _, problems = add_files([], [str(media["image_a"])], InputLimits(max_file_mb=0.0001))
-    assert "bytes" in problems[0]
+    _, big_image = add_files([], [str(big)], InputLimits(max_image_pixels=16_000_000))
+    _, long_audio = add_files([], [str(media["audio"])], InputLimits(max_audio_seconds=1.0))
+    _, long_video = add_files([], [str(media["video"])], InputLimits(max_video_seconds=2.0))
+    _, big_file = add_files([], [str(media["image_a"])], InputLimits(max_file_mb=0.0001))
+    assert big_image == ["'big.png' is 5000x4000 pixels (20.0 megapixels); this explorer accepts images up to "
+                         "16.0 megapixels: scale it down first"]
+    assert long_audio == ["'tone.wav' is 3.0 s long; this explorer accepts audio up to 1 s: cut it to a shorter "
+                          "clip first"]
+    assert long_video[0].startswith("'clip.mp4' is 4.0 s long; this explorer accepts video up to 2 s")
+    assert big_file[0].startswith("'a.png' is ") and "accepts files up to 0.0001 MB" in big_file[0]
+    for problem in big_image + long_audio + long_video + big_file:  # nothing a page user cannot act on
+        assert "MediaLimits" not in problem and "raise the limit" not in problem and "load_" not in problem
+
+
+def test_an_audio_only_video_file_becomes_an_audio_item(tmp_path):
+    import av
+
+    from omnitrace_core.media_files import encode_audio
+    from tests.media_files import tone
+
+    path = tmp_path / "voice.mp4"
+    with av.open(str(path), "w", format="mp4") as out:
+        sound = out.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        encode_audio(out, sound, tone(440, 2.0), 16000)
+    items, problems = add_files([], [str(path)], LIMITS)
+    assert problems == []
+    assert [(i.kind, i.name) for i in items] == [("audio", "voice.mp4")]
+    assert items[0].duration == pytest.approx(2.0, abs=0.1)
 
 
 def test_move_and_remove():

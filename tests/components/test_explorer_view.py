@@ -99,3 +99,31 @@ def test_the_view_modules_never_import_gradio():
     code = ("import sys; import components.explorer_view, components.compare, components.report, "
             "components.plots; assert 'gradio' not in sys.modules, 'gradio imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+def test_labels_lead_with_what_tells_sources_apart(synthetic):
+    """Time ranges, image numbers and tiles come first, as ``where``; the rest of the label is ``name``."""
+    payload = build_payload(synthetic)
+    for unit, entry in zip(synthetic.units, payload["units"]):
+        if unit.time_start is not None:
+            assert entry["where"] == f"{unit.time_start:.1f}\u2013{unit.time_end:.1f} s"
+            assert entry["name"] == synthetic.items[unit.item].label  # the time is not repeated
+        elif unit.modality == "image":
+            assert entry["where"] == f"#{unit.item + 1}" and entry["name"] == unit.label
+        else:
+            assert entry["where"] == "" and entry["name"] == unit.label  # a text unit starts with its sentence
+    video = [entry["where"] for entry in payload["units"] if entry["modality"] == "video"]
+    assert len(video) == len(set(video)) >= 2  # the video's units differ in what is shown first
+    image = next(i for i in synthetic.items if i.modality == "image")
+    cols = image.grid[1]
+    for span, entry in zip(synthetic.spans, payload["spans"]):
+        for source, data in zip(span.sources, entry["sources"]):
+            if source.tile_scores is not None:
+                best = max(range(len(source.tile_scores)), key=source.tile_scores.__getitem__)
+                assert data["where"] == f"#{source.item + 1} \u00b7 tile {best // cols + 1},{best % cols + 1}"
+    units, _ = synthetic.token_trace()
+    for t, row in enumerate(payload["tokens"]):
+        if units[t] >= 0 and synthetic.units[units[t]].modality == "image":
+            assert row["where"].startswith(f"#{image.index + 1} \u00b7 tile ")
+        elif units[t] >= 0:
+            assert row["where"] == payload["units"][units[t]]["where"]

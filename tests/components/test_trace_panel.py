@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import gradio as gr
 import pytest
 
+from components.export_panel import export_json
 from components.input_checks import check_run
 from components.session import ComposedItem, Session
 from components.settings import InputLimits
-from components.trace_panel import run_settings, run_trace, stop_trace
-from omnitrace_core import InputError, TraceStep
+from components.trace_panel import make_run_handler, request_run, run_settings, run_trace, stop_trace
+from omnitrace_core import InputError, TraceResult, TraceStep
 
 LIMITS = InputLimits()
 
@@ -74,6 +76,7 @@ def test_stop_keeps_what_was_written(tracer, view_context, gallery_items, synthe
 
 def test_stop_switch_sets_the_session_event():
     session = Session()
+    request_run(session)
     assert 'data-state="stopped"' in stop_trace(session)
     assert session.stop.is_set()
 
@@ -131,7 +134,92 @@ def test_too_many_items_or_unreadable_modalities():
 def test_stop_event_is_shared_by_concurrent_handlers():
     # gr.State hands every event of a session the same object: a stop from another thread is seen
     session = Session()
+    session.running = True
     thread = threading.Thread(target=stop_trace, args=(session,))
     thread.start()
     thread.join()
     assert session.stop.is_set()
+
+
+def failing_stream(result, fail_after: int):
+    """A model that writes ``fail_after`` tokens (the first sentence ends among them) and then fails."""
+    replay = fake_stream(result)
+
+    def stream(*args):
+        for count, step in enumerate(replay(*args)):
+            if count == fail_after:
+                raise RuntimeError("the accelerator fell over")
+            yield step
+    return stream
+
+
+def test_a_failed_run_keeps_the_last_good_trace_and_its_exports(tracer, view_context, gallery_items, synthetic):
+    session = Session()
+    run(tracer, view_context, session, gallery_items, fake_stream(synthetic))
+    good = session.results["attmean"]
+    fail_after = synthetic.spans[1].token_end  # a snapshot of the failing run was already shown
+    with pytest.raises(RuntimeError, match="fell over"):
+        run(tracer, view_context, session, gallery_items, failing_stream(synthetic, fail_after))
+    assert session.results == {"attmean": good} and session.view_signal == "attmean"
+    assert TraceResult.load(export_json(session)).text == good.text
+    assert not session.running and not session.stop.is_set()
+
+
+def test_the_app_handler_resets_the_status_and_shows_the_last_trace_after_a_failure(tracer, view_context):
+    session = Session()
+    items = [ComposedItem(kind="text", text="A red house. " * 4)]
+    outputs = list(make_run_handler(tracer, view_context, LIMITS)(session, items, "attmean", 3, 1.0, 1.0, False))
+    assert 'data-state="done"' in outputs[-1][1]
+    good = session.results["attmean"]
+    # the engine refuses the prompt after "Preparing the prompt...": a failure inside the run
+    tight = make_run_handler(tracer, view_context, InputLimits(max_prompt_tokens=5))
+    outputs = []
+    with pytest.raises(gr.Error) as failure:
+        for output in tight(session, items, "attmean", 3, 1.0, 1.0, False):
+            outputs.append(output)
+    assert "over the limit of 5" in failure.value.message
+    assert "Preparing the prompt" in outputs[0][1]
+    explorer, status = outputs[-1]
+    assert 'data-state="error"' in status and "nothing new was traced" in status
+    assert explorer.count("data-span=") == len(good.spans) >= 1
+    assert session.results == {"attmean": good}
+
+
+def test_stop_while_the_run_waits_in_the_queue_cancels_it(tracer, view_context, gallery_items, synthetic):
+    session = Session()
+    run(tracer, view_context, session, gallery_items, fake_stream(synthetic))
+    previous = dict(session.results)
+    request_run(session)  # Trace pressed: the run waits for the model
+    assert "will not start" in stop_trace(session)
+    started = []
+
+    def model(*args):
+        started.append(True)
+        yield from fake_stream(synthetic)(*args)
+
+    outputs = run(tracer, view_context, session, gallery_items, model)
+    assert not started
+    assert 'data-state="stopped"' in outputs[-1][1] and "before it started" in outputs[-1][1]
+    assert outputs[-1][0].count("data-span=") == len(synthetic.spans)  # the previous trace is still shown
+    assert session.results == previous and not session.stop.is_set() and not session.queued
+    request_run(session)  # the next run is not affected
+    assert 'data-state="done"' in run(tracer, view_context, session, gallery_items, model)[-1][1] and started
+
+
+def test_stop_with_nothing_queued_or_running_does_not_cancel_the_next_run(tracer, view_context, gallery_items,
+                                                                          synthetic):
+    session = Session()
+    assert stop_trace(session) == gr.skip()  # the status line keeps what it says
+    assert not session.stop.is_set()
+    request_run(session)
+    assert 'data-state="done"' in run(tracer, view_context, session, gallery_items, fake_stream(synthetic))[-1][1]
+
+
+def test_video_frame_rate_setting_reaches_the_engine(tracer, media):
+    generation, sources = run_settings(4, 1.0, 1.0, False, LIMITS, tracer.sources, video_fps=0.5)
+    assert sources.video_fps == 0.5
+    assert run_settings(4, 1.0, 1.0, False, LIMITS, tracer.sources)[1].video_fps == tracer.sources.video_fps
+    video = [ComposedItem(kind="video", path=str(media["video"]), name="clip.mp4", duration=4.0).to_engine()]
+    lengths = [tracer.backend.prepare(video, run_settings(4, 1.0, 1.0, False, LIMITS, tracer.sources, fps)[1]).length
+               for fps in (1.0, 4.0)]
+    assert lengths[0] < lengths[1]  # fewer frames, a shorter prompt: what the prompt-limit message advises
