@@ -29,6 +29,8 @@ from typing import Any, Callable, Mapping, Sequence
 from .config import AUDIO_UNITS, CurationConfig, GenerationConfig, SourceConfig
 from .defaults import DEFAULT_MODEL_DIR
 from .errors import MediaError, OmniTraceError
+from .media import MediaLimits
+from .run_settings import differences, record_settings, run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ EXIT_INTERRUPTED = 130
 INPUT_FIELDS = ("question", "prompt")
 #: Fields every output record has; a sample's metadata field of the same name is stored as
 #: ``sample_<name>`` instead.
-RECORD_FIELDS = ("key", "id", "status", "result", "error_type", "error", "traceback")
+RECORD_FIELDS = ("key", "id", "status", "settings", "result", "error_type", "error", "traceback")
 _MEDIA_KINDS = ("image", "audio", "video")
 
 #: Environment variables naming this process's index and the process count, in the order they
@@ -286,6 +288,8 @@ def run_batch(
     limit: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    model: str | None = None,
+    dtype: str | None = None,
 ) -> RunSummary:
     """Trace ``samples`` (official format) and append one JSON line per sample to ``output``.
 
@@ -301,9 +305,15 @@ def run_batch(
         limit: only the first ``limit`` samples of the file (before sharding).
         overwrite: start the output afresh instead of resuming it.
         progress: show a tqdm progress bar on stderr.
+        model, dtype: the checkpoint and weights dtype as the user named them, for the run's
+            fingerprint (default: the tracer's model when ``tracer`` is a Tracer; dtype unknown).
 
     Keys come from :func:`~omnitrace_core.sample_keys` over the whole file. Samples whose key
     has a record with status "ok" in ``output`` are skipped; errored ones are traced again.
+    Every record stores the run's fingerprint (:func:`~omnitrace_core.run_settings.run_settings`:
+    model, dtype, method and every generation, source and curation setting that changes results) as
+    ``"settings"``; resuming a file whose "ok" records were traced with other settings raises
+    UsageError naming each setting that differs, before any model is loaded.
     Per-sample failures (of any exception type) become error records; KeyboardInterrupt stops
     the run and propagates as :class:`RunInterrupted` (a KeyboardInterrupt with the counts).
     """
@@ -330,15 +340,14 @@ def run_batch(
         raise UsageError(f"output file '{output}' cannot be written ({exc.strerror or exc})") from exc
     existing = read_output(output)
     done = {r.get("key") for r in existing if r.get("status") == "ok"}
-    signal_name = signal
-    if signal_name is None and isinstance(tracer, Tracer):
-        signal_name = tracer.signal.name
-    if signal_name is not None:
-        other = sorted({str((r.get("result") or {}).get("signal")) for r in existing
-                        if r.get("status") == "ok" and (r.get("result") or {}).get("signal") not in (None, signal_name)})
-        if other:
-            raise UsageError(f"output file '{output}' already holds results traced with method {', '.join(other)}, "
-                             f"not {signal_name}; pass --overwrite to start it afresh or choose another --output")
+    loaded = tracer if isinstance(tracer, Tracer) else None
+    settings = run_settings(
+        model=model if model is not None or loaded is None else loaded.backend.model_id, dtype=dtype,
+        signal=signal if signal is not None or loaded is None else loaded.signal.name,
+        generation=generation or (loaded.generation if loaded else None),
+        sources=sources or (loaded.sources if loaded else None),
+        curation=curation or (loaded.curation if loaded else None))
+    _check_same_settings(output, [r for r in existing if r.get("status") == "ok"], settings)
     pending = [p for p in mine if keys[p] not in done]
     summary.skipped = len(mine) - len(pending)
     if not pending:
@@ -366,12 +375,12 @@ def run_batch(
                 key, raw = keys[position], samples[position]
                 sample_start = time.perf_counter()
                 try:
-                    record, result = _trace_sample(tracer, raw, key, bases, overrides, on_token)
+                    record, result = _trace_sample(tracer, raw, key, bases, overrides, settings, on_token)
                     line = _dumps(record)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:  # one bad sample must not stop the run
-                    record = _error_record(raw, key, exc)
+                    record = _error_record(raw, key, exc, settings)
                     line = _dumps(record)
                     result = None
                 handle.write(line + "\n")
@@ -400,6 +409,41 @@ def run_batch(
     return summary
 
 
+def _check_same_settings(output: Path, records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> None:
+    """Refuse to resume ``output`` when its records were traced with settings other than ``settings``."""
+    changed: dict[str, tuple[Any, Any]] = {}
+    for record in records:
+        for name, values in differences(record_settings(record), settings).items():
+            changed.setdefault(name, values)
+    if not changed:
+        return
+    listed = "; ".join(f"{_SETTING_FLAGS.get(name, name)} was {_shown(old)}, now {_shown(new)}"
+                       for name, (old, new) in sorted(changed.items()))
+    raise UsageError(f"output file '{output}' holds results traced with other settings ({listed}). Resuming would "
+                     "mix settings in one file: rerun with the settings it was traced with, or start afresh with "
+                     "--overwrite (its results are discarded), or write to another --output")
+
+
+#: Fingerprint settings (see omnitrace_core.run_settings) that a flag of this command sets; the others
+#: are named as they are in Python (e.g. "curation.gamma").
+_SETTING_FLAGS = {
+    "model": "--model", "dtype": "--dtype", "method": "--method", "curation.token_rule": "--token-rule",
+    "generation.max_new_tokens": "--max-new-tokens", "generation.do_sample": "--do-sample",
+    "generation.temperature": "--temperature", "generation.top_p": "--top-p", "generation.top_k": "--top-k",
+    "generation.seed": "--seed", "sources.audio_bin_seconds": "--audio-bin-seconds",
+    "sources.video_bin_seconds": "--video-bin-seconds", "sources.video_fps": "--video-fps",
+    "sources.video_max_frames": "--video-max-frames", "sources.audio_units": "--audio-units",
+    "sources.asr_model": "--asr-model", "sources.segment_min_seconds": "--segment-min-seconds",
+    "sources.segment_max_seconds": "--segment-max-seconds", "sources.segment_max_gap_seconds":
+    "--segment-max-gap-seconds", "sources.include_prompt": "--include-prompt",
+    "sources.use_audio_in_video": "tracing the audio of videos (--no-audio-in-video turns it off)",
+}
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _redirect_logging(progress: bool):
     """Route console log handlers through tqdm so log lines do not break the progress bar."""
     import contextlib
@@ -417,7 +461,8 @@ def _redirect_logging(progress: bool):
 
 
 def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path], overrides: Mapping[str, Any],
-                  on_token: Callable[[Any], None] | None = None) -> tuple[dict[str, Any], Any]:
+                  settings: Mapping[str, Any], on_token: Callable[[Any], None] | None = None
+                  ) -> tuple[dict[str, Any], Any]:
     from .inputs import parse_sample
 
     sample = parse_sample(raw, key, bases)
@@ -430,14 +475,15 @@ def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path], overri
             on_token(step)
     if result is None:
         raise RuntimeError("tracing ended without a result")
-    record = {"key": key, "id": raw.get("id"), "status": "ok", **_metadata(raw), "result": result.to_dict()}
+    record = {"key": key, "id": raw.get("id"), "status": "ok", **_metadata(raw), "settings": dict(settings),
+              "result": result.to_dict()}
     return record, result
 
 
-def _error_record(raw: Any, key: str, exc: BaseException) -> dict[str, Any]:
+def _error_record(raw: Any, key: str, exc: BaseException, settings: Mapping[str, Any]) -> dict[str, Any]:
     message = str(exc).strip() or repr(exc)
     record = {"key": key, "id": raw.get("id") if isinstance(raw, Mapping) else None, "status": "error",
-              **_metadata(raw), "error_type": type(exc).__name__, "error": message}
+              **_metadata(raw), "settings": dict(settings), "error_type": type(exc).__name__, "error": message}
     if not isinstance(exc, OmniTraceError):
         # an unexpected failure (a bug, out of memory): keep where it happened
         record["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-12:])
@@ -488,15 +534,24 @@ media paths:
   naming the file and every place searched; the other samples still run.
 
 output (JSON Lines, one line per sample, appended and fsynced as soon as it finishes):
-  {"key", "id", "status": "ok", <sample metadata except question/prompt>, "result": TraceResult.to_dict()}
-  {"key", "id", "status": "error", <sample metadata>, "error_type", "error"[, "traceback"]}
-  "key" is unique within the questions file (the id, plus the task when ids repeat). A metadata
-  field named like a record field (e.g. "status") is stored as "sample_<name>".
+  {"key", "id", "status": "ok", <sample metadata except question/prompt>, "settings", "result": TraceResult.to_dict()}
+  {"key", "id", "status": "error", <sample metadata>, "settings", "error_type", "error"[, "traceback"]}
+  "key" is unique within the questions file: the id, or "id:task" whenever the sample has a
+  "task" (e.g. "0:summarization"); a key that repeats gets "#1", "#2", ... on its later
+  occurrences. Truth files of the evaluation commands use the same keys. A metadata field
+  named like a record field (e.g. "status") is stored as "sample_<name>". "settings" is the
+  run's fingerprint: model, dtype, method and every generation, source and curation setting
+  that changes results.
+  A prompt too long for the model (its positions, less --max-new-tokens) or over
+  --max-prompt-tokens gets an error record saying how long it is and which inputs to shorten.
 
 resume:
   Rerunning the same command skips keys that already have an "ok" record and retries the
   errored ones (their new record is appended). A line cut short by a killed run is dropped.
-  --overwrite starts the output afresh. Resume with the same method and the same shard count.
+  Resume with the same settings and the same shard count: a rerun whose settings differ from
+  the file's "ok" records (another --model, --method, --max-new-tokens, bin width, ...) is
+  refused with the settings that differ, so one file never mixes them. --overwrite starts the
+  output afresh; or write to another --output.
 
 sharding:
   --shard I/N traces the samples whose position in the file is I modulo N (0-based). Without it,
@@ -530,6 +585,13 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value:g}")
     return value
 
 
@@ -608,6 +670,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="top-k sampling, 0 disables it (with --do-sample; default: %(default)s)")
     gen.add_argument("--seed", type=int, help="random seed of sampling (with --do-sample)")
 
+    limits = trace.add_argument_group("limits (an input over a limit gets an error record naming it)")
+    defaults = MediaLimits()
+    limits.add_argument("--max-prompt-tokens", type=_positive_int, metavar="N",
+                        help="longest prompt in tokens (default: the model's positions less --max-new-tokens)")
+    limits.add_argument("--max-file-mb", type=_positive_float, default=defaults.max_file_bytes / 2**20, metavar="MB",
+                        help="largest media file (default: %(default)g)")
+    limits.add_argument("--max-image-pixels", type=_positive_int, default=defaults.max_image_pixels, metavar="N",
+                        help="largest image, width x height (default: %(default)s)")
+    limits.add_argument("--max-audio-seconds", type=_positive_float, default=defaults.max_audio_seconds,
+                        metavar="S", help="longest audio (default: %(default)g)")
+    limits.add_argument("--max-video-seconds", type=_positive_float, default=defaults.max_video_seconds,
+                        metavar="S", help="longest video (default: %(default)g)")
+
     misc = trace.add_argument_group("reporting")
     misc.add_argument("--no-progress", action="store_true", help="no progress bar")
     misc.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
@@ -617,7 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
 def configs_from_args(args: argparse.Namespace) -> tuple[GenerationConfig, SourceConfig, CurationConfig]:
     """The run's configs from parsed arguments (ConfigError on out-of-range values)."""
     generation = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+                                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                                  max_prompt_tokens=args.max_prompt_tokens)
     sources = SourceConfig(audio_bin_seconds=args.audio_bin_seconds, video_bin_seconds=args.video_bin_seconds,
                            include_prompt=args.include_prompt, use_audio_in_video=not args.no_audio_in_video,
                            video_fps=args.video_fps, video_max_frames=args.video_max_frames,
@@ -660,7 +736,9 @@ def load_tracer(args: argparse.Namespace, signal: str, generation: GenerationCon
     # loaded only if some sample needs speech recognition; on this process's GPU under a launcher
     recognizer = TransformersRecognizer(sources.asr_model, device=device)
     try:
-        return Tracer.from_pretrained(args.model, dtype=args.dtype, device=device,
+        limits = MediaLimits(max_file_bytes=int(args.max_file_mb * 2**20), max_image_pixels=args.max_image_pixels,
+                             max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds)
+        return Tracer.from_pretrained(args.model, dtype=args.dtype, device=device, limits=limits,
                                       device_map=args.device_map, trust_remote_code=args.trust_remote_code,
                                       signal=signal, generation=generation, sources=sources, curation=curation,
                                       recognizer=recognizer)
@@ -701,7 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         summary = run_batch(tracer, samples, output, bases=bases, signal=args.method, generation=generation,
                             sources=sources, curation=curation, shard=shard, limit=args.limit,
-                            overwrite=args.overwrite, progress=not args.no_progress)
+                            overwrite=args.overwrite, progress=not args.no_progress, model=args.model,
+                            dtype=args.dtype)
     except (UsageError, OmniTraceError) as exc:  # ConfigError from out-of-range values too
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

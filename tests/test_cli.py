@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,7 +132,7 @@ def test_official_example_files_run_end_to_end(name, official, tiny_model_dir, t
 
 
 # --------------------------------------------------------------------------- resume
-def test_resume_after_limit_and_after_a_killed_run(official, tiny_model_dir, tmp_path, capsys):
+def test_resume_after_limit_and_after_a_killed_run(official, tiny_model_dir, tmp_path, capsys, monkeypatch):
     questions = official / "examples" / "question_visual_text.json"
     keys = sample_keys(json.loads(questions.read_text()))
     output = tmp_path / "out.jsonl"
@@ -153,8 +154,11 @@ def test_resume_after_limit_and_after_a_killed_run(official, tiny_model_dir, tmp
     assert f"1 ok, 0 errors, {len(keys) - 1} skipped" in capsys.readouterr().err
 
     # nothing left: no model is even loaded
-    assert main(["trace", "--questions", str(questions), "--model", str(tmp_path / "no-model"),
-                 "--output", str(output), "--no-progress"]) == 0
+    import omnitrace_core.cli as cli
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "load_tracer", lambda *a, **k: pytest.fail("a finished run loaded the model"))
+        assert _trace(questions, tiny_model_dir, output) == 0
     assert len(_records(output)) == len(keys)
 
     # --overwrite starts afresh
@@ -183,6 +187,82 @@ def test_errored_samples_are_retried_and_methods_are_not_mixed(small_media, tiny
     assert _trace(questions, tiny_model_dir, output, "--method", "attraw") == 2
     assert "attmean" in capsys.readouterr().err
     assert len(_records(output)) == 3
+
+
+def test_resume_refuses_other_settings_and_names_each_one(small_media, tiny_model_dir, tmp_path, capsys,
+                                                          monkeypatch):
+    from omnitrace_core import CurationConfig, GenerationConfig, SourceConfig
+
+    samples = _small_samples(1)
+    questions = _write_questions(tmp_path / "q", samples, small_media)
+    output = tmp_path / "out.jsonl"
+    assert _trace(questions, tiny_model_dir, output) == 0
+    record = _records(output)[0]
+    assert record["status"] == "ok" and record["settings"]["model"] == str(tiny_model_dir.resolve())
+    assert record["settings"]["generation.max_new_tokens"] == 4 and record["settings"]["curation.gamma"] == 2.0
+    before = output.read_bytes()
+    other_model = shutil.copytree(tiny_model_dir, tmp_path / "other_model")
+    capsys.readouterr()
+
+    import omnitrace_core.cli as cli
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "load_tracer", lambda *a, **k: pytest.fail("a refused run loaded the model"))
+        for extra, named in [
+            (["--max-new-tokens", "8"], "--max-new-tokens was 4, now 8"),
+            (["--token-rule", "max_token"], "--token-rule was sum, now max_token"),
+            (["--audio-bin-seconds", "2"], "--audio-bin-seconds was 1.0, now 2.0"),
+            (["--video-bin-seconds", "0.5", "--method", "attraw"],
+             "--method was attmean, now attraw; --video-bin-seconds was 1.0, now 0.5"),
+            (["--model", str(other_model)], f"--model was {tiny_model_dir.resolve()}, now {other_model}"),
+        ]:
+            args = ["trace", "--questions", str(questions), "--model", str(tiny_model_dir), "--output", str(output),
+                    "--device", "cpu", *FAST, *extra]
+            assert main(args) == 2, extra
+            err = capsys.readouterr().err
+            assert named in err and "--overwrite" in err and "another --output" in err, err
+        # settings without a flag are named as in Python
+        with pytest.raises(UsageError, match=r"\(curation\.gamma was 2\.0, now 1\.0\)"):
+            run_batch(lambda: pytest.fail("loaded"), samples, output, bases=[tmp_path / "q"], signal="attmean",
+                      generation=GenerationConfig(max_new_tokens=4), sources=SourceConfig(video_fps=0.5),
+                      curation=CurationConfig(gamma=1.0), model=str(tiny_model_dir), dtype="auto")
+        assert output.read_bytes() == before
+        # the same settings, the model spelled another way: resumes (nothing left to do)
+        assert _trace(questions, Path(os.path.relpath(tiny_model_dir)), output) == 0
+        assert "1 skipped" in capsys.readouterr().err
+        # a record written before settings were stored is checked through its result
+        legacy = {k: v for k, v in record.items() if k != "settings"}
+        output.write_text(json.dumps(legacy) + "\n", encoding="utf-8")
+        assert _trace(questions, tiny_model_dir, output, "--max-new-tokens", "8") == 2
+        assert "--max-new-tokens was 4, now 8" in capsys.readouterr().err
+    # --overwrite starts afresh under the new settings
+    assert _trace(questions, tiny_model_dir, output, "--max-new-tokens", "3", "--overwrite") == 0
+    assert [r["settings"]["generation.max_new_tokens"] for r in _records(output)] == [3]
+
+
+def test_prompt_over_max_prompt_tokens_is_an_error_record(small_media, tiny_model_dir, tmp_path):
+    questions = _write_questions(tmp_path / "q", _small_samples(2), small_media)
+    output = tmp_path / "out.jsonl"
+    assert _trace(questions, tiny_model_dir, output, "--max-prompt-tokens", "10") == 0
+    records = _records(output)
+    assert [r["status"] for r in records] == ["error", "error"] and records[0]["error_type"] == "InputError"
+    assert re.match(r"the prompt is \d+ tokens, over the limit of 10 \(the maximum prompt length setting, "
+                    r"--max-prompt-tokens\)\. Shorten the input: .*image 'a.png' takes \d+ tokens", records[0]["error"])
+    # the limit decides only what is refused, so it is no setting that would mix results
+    assert _trace(questions, tiny_model_dir, output) == 0
+    assert [r["status"] for r in _records(output)] == ["error", "error", "ok", "ok"]
+
+
+def test_media_limit_flags_reach_the_media_loaders(small_media, tiny_model_dir, tmp_path):
+    """The settings the library's limit messages name exist on this command, and they apply."""
+    questions = _write_questions(tmp_path / "q", _small_samples(1), small_media)
+    output = tmp_path / "out.jsonl"
+    assert _trace(questions, tiny_model_dir, output, "--max-image-pixels", "100") == 0
+    (record,) = _records(output)
+    assert record["status"] == "error" and "a.png' is 56x42 = 2352 pixels, over the limit of 100 pixels (the " \
+        "maximum image size setting, --max-image-pixels)" in record["error"]
+    assert _trace(questions, tiny_model_dir, output, "--max-file-mb", "0.001") == 0
+    assert "over the limit of 1048 bytes (the maximum file size setting, --max-file-mb)" in _records(output)[-1]["error"]
 
 
 # --------------------------------------------------------------------------- bad samples
@@ -391,6 +471,6 @@ def test_interrupt_crash_and_unloadable_model_exit_codes(small_media, tracer, tm
     assert "out of cheese" in capsys.readouterr().err
 
     monkeypatch.setattr(cli, "load_tracer", real_loader)
-    for model in (str(tmp_path / "no-model"), "./relative/missing"):
-        assert main([*argv[:4], model, *argv[5:]]) == 2
+    for model in (str(tmp_path / "no-model"), "./relative/missing"):  # a fresh output: no settings to compare
+        assert main([*argv[:4], model, "--output", str(tmp_path / "fresh.jsonl"), *FAST]) == 2
         assert "neither an existing checkpoint folder nor a Hugging Face model id" in capsys.readouterr().err
