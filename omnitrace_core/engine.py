@@ -27,6 +27,7 @@ from .media import MediaLimits
 from .nlp import segment_generation
 from .prompt_length import audio_token_floor, check_prompt_length, max_positions, prompt_inputs
 from .result import GeneratedToken, ItemInfo, Span, TraceResult
+from .verification import Verification
 from .signals import Signal, get_signal
 from .sources import SourceSet, build_sources
 from .speech import ItemSegments, Recognizer, TransformersRecognizer, plan_units, resolve_segments
@@ -177,6 +178,40 @@ class Tracer:
             if step.done:
                 return step.result
         raise RuntimeError("tracing ended without a result")  # stream always ends with done
+
+    def verify(self, result: TraceResult, mode: str = "input", *, sentences: Sequence[int] | None = None,
+               units: Sequence[int] | str | None = None, image: int | None = None,
+               items: Sequence[Item] | None = None, progress: Any = None, stop: threading.Event | None = None,
+               **options: Any) -> "Verification":
+        """Measure what removing each source unit does to each output sentence of ``result``.
+
+        Teacher-forces the generated tokens under each removal (one forward per removed unit, batched,
+        reusing the prompt's KV cache up to the first change). Store it with
+        ``result = result.with_verification(v)``. Measurements already on ``result`` (same mode) are
+        reused, not repeated, and the returned verification includes them.
+
+        Args:
+            result: a result this tracer's model generated.
+            mode: "input" (change the input and re-encode: does the content matter?) or "knockout"
+                (block attention to the unit: does the language model read it?); see
+                :mod:`omnitrace_core.verification.ablation`.
+            sentences: span indices to check (default: all); unit effects cover every sentence.
+            units: unit indices to measure (default: all), or "tiles" for the tiles of ``image``.
+            image: the image unit of ``units="tiles"`` (default: the image the sentences cite most).
+            items: the input items (default: rebuilt from the result's item records).
+            progress: ``progress(done, total)`` after each decoder call.
+            stop: set it to stop between decoder calls (the verification keeps what was finished,
+                ``stopped=True``).
+            **options: ``top_k``, ``threshold``, ``checks``, ``curated``, ``rankings``, ``batch_size``,
+                ``media_root`` (see :func:`omnitrace_core.verification.verify`).
+        """
+        from .verification import verify
+
+        previous = result.verification if result.verification is not None and result.verification.mode == mode else None
+        measured = verify(self.backend, result, items, mode=mode, sentences=sentences, units=units, image=image,
+                          previous=previous, progress=progress, stop=stop, system_prompt=self.system_prompt,
+                          **options)
+        return previous.merge(measured) if previous is not None else measured
 
     def stream(self, items: Sequence[Item], *, signal: str | Signal | None = None,
                generation: GenerationConfig | None = None, sources: SourceConfig | None = None,

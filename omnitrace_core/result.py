@@ -18,6 +18,7 @@ from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
 from .errors import InputError
 from .sources import SourceSet, SourceUnit
 from .token_rules import get_token_rule
+from .verification.records import Verification
 
 SCHEMA_VERSION = 1
 #: Score arrays are saved to this many decimals (a millionth of the attention mass), which keeps
@@ -174,6 +175,8 @@ class TraceResult:
         timings: seconds for ``prepare``, ``prefill``, ``decode``, ``total``; tokens per second.
         stop_reason: "eos", "max_new_tokens" or "stopped".
         prompt_tokens: length of the tokenised prompt.
+        verification: what removing its source units measurably does to each sentence (see
+            :mod:`omnitrace_core.verification`), once verified; None before.
     """
 
     model_id: str
@@ -194,6 +197,7 @@ class TraceResult:
     stop_reason: str = "eos"
     prompt_tokens: int = 0
     schema_version: int = SCHEMA_VERSION
+    verification: Verification | None = None
 
     def __post_init__(self) -> None:
         T, A = len(self.tokens), self.sources.num_atoms
@@ -208,6 +212,22 @@ class TraceResult:
             for src in span.sources:
                 if not 0 <= src.unit < len(self.sources.units):
                     raise ValueError(f"span {span.index} cites unknown unit {src.unit}")
+        if self.verification is not None:
+            self._check_verification(self.verification)
+
+    def _check_verification(self, verification: Verification) -> None:
+        if len(verification.logp) != len(self.spans):
+            raise ValueError(f"the verification covers {len(verification.logp)} sentences, the result has "
+                             f"{len(self.spans)}")
+        cited = list(verification.units) + [u for c in verification.sentences for u in c.curated]
+        if any(not 0 <= u < len(self.sources.units) for u in cited):
+            raise ValueError(f"the verification names a unit outside 0..{len(self.sources.units) - 1}")
+        for tile in verification.tiles:
+            if not 0 <= tile.unit < len(self.sources.units) or self.units[tile.unit].modality != "image":
+                raise ValueError(f"the verification has a tile map of unit {tile.unit}, which is not an image")
+            grid = self.items[self.units[tile.unit].item].grid
+            if grid is not None and tuple(grid) != tuple(tile.grid):
+                raise ValueError(f"the tile map of unit {tile.unit} has a {tile.grid} grid, the image {tuple(grid)}")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TraceResult):
@@ -261,6 +281,12 @@ class TraceResult:
         spans = curate_spans(self.spans, self, curation)
         return replace(self, curation=curation, spans=spans)
 
+    def with_verification(self, verification: Verification) -> "TraceResult":
+        """This result holding ``verification``, merged into the one it holds when both are of the same mode."""
+        if self.verification is not None and self.verification.mode == verification.mode:
+            verification = self.verification.merge(verification)
+        return replace(self, verification=verification)
+
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,6 +308,7 @@ class TraceResult:
             "source_config": self.source_config.to_dict(),
             "curation": self.curation.to_dict(),
             "timings": dict(self.timings),
+            **({"verification": self.verification.to_dict()} if self.verification is not None else {}),
         }
 
     @classmethod
@@ -323,6 +350,8 @@ class TraceResult:
                 source_config=_read("source_config", SourceConfig.from_dict, data["source_config"]),
                 curation=_read("curation", CurationConfig.from_dict, data["curation"]),
                 timings=_read("timings", dict, data.get("timings", {})),
+                verification=None if data.get("verification") is None else
+                _read("verification", Verification.from_dict, data["verification"]),
             )
         except InputError:
             raise

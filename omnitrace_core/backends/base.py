@@ -138,6 +138,30 @@ class Backend(ABC):
     def step(self, prepared: PreparedInput, token_id: int, position: int, cache: Any) -> torch.Tensor:
         """One decode step of ``token_id`` at sequence index ``position``; returns (vocab,) logits."""
 
+    # -- teacher forcing (verification, :mod:`omnitrace_core.verification`) ----------------
+    def lm_inputs(self, prepared: PreparedInput, generated: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the language model reads for the prompt followed by the generated tokens but the last.
+
+        Returns:
+            inputs_embeds (1, N, hidden) and position_ids (..., 1, N), N = L + len(generated) - 1: the
+            row at L - 1 + t predicts generated token t.
+        """
+        raise NotImplementedError(f"{self.name} backends cannot teacher-force yet, so they cannot be verified")
+
+    def lm_forward(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor,
+                   attention_mask: torch.Tensor | None = None, cache: Any = None) -> torch.Tensor:
+        """The decoder alone over (B, S, hidden) embeddings at ``position_ids`` (..., B, S), after what
+        ``cache`` holds (appended to it); returns the final hidden states (B, S, hidden).
+
+        ``attention_mask``: None (causal), or a (B, 1, S, cached + S) boolean mask, True where a query
+        may attend to a key.
+        """
+        raise NotImplementedError(f"{self.name} backends cannot teacher-force yet, so they cannot be verified")
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (..., vocab) of final hidden states (..., hidden)."""
+        raise NotImplementedError(f"{self.name} backends cannot teacher-force yet, so they cannot be verified")
+
     def generate_kwargs(self, prepared: PreparedInput) -> dict[str, Any]:
         """Arguments for the model's own ``generate`` on the same prompt (the untraced baseline)."""
         return {"input_ids": prepared.input_ids, "attention_mask": torch.ones_like(prepared.input_ids),

@@ -1,0 +1,307 @@
+"""Verification on the tiny Qwen2.5-Omni and the demo model: exact teacher forcing, removals, checks, cost."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from omnitrace_core import (AudioItem, GenerationConfig, ImageItem, InputError, SourceConfig, TextItem,
+                            TraceResult, VideoItem)
+from omnitrace_core.verification import (ALL, SentenceCheck, Verification, Verifier, removal, spearman,
+                                         verify)
+from omnitrace_core.verification.metrics import check_sets, scopes, sentence_check, top_ranked
+
+GEN = GenerationConfig(max_new_tokens=6, min_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def traced(tracer, media):
+    items = [TextItem("Answer the question.\n", is_prompt=True),
+             TextItem("The kite is red. The drum is blue.\nWhich is red?"),
+             ImageItem(str(media["image_a"])), AudioItem(str(media["audio"])), VideoItem(str(media["video"]))]
+    return items, tracer.trace(items, generation=GEN, sources=SourceConfig(audio_bin_seconds=1.0))
+
+
+def _full_logp(tracer, prepared, generated):
+    """Reference: the whole model (encoders, decoder, LM head) over prompt + generated tokens, no cache."""
+    backend = tracer.backend
+    ids = torch.cat([prepared.input_ids, torch.tensor([generated[:-1]])], dim=1)
+    with torch.no_grad():
+        logits = backend.model(input_ids=ids, position_ids=backend.positions_for(prepared, ids.shape[1]),
+                               **prepared.model_inputs).logits[0, prepared.length - 1:]
+    return torch.log_softmax(logits.double(), -1)[torch.arange(len(generated)), torch.tensor(generated)].numpy()
+
+
+def _verifier(tracer, result, items, mode, **kwargs):
+    return Verifier.for_result(tracer.backend, result, items, mode=mode, **kwargs)
+
+
+def test_teacher_forcing_equals_the_whole_model(tracer, traced):
+    items, result = traced
+    generated = [t.token_id for t in result.tokens]
+    verifier = _verifier(tracer, result, items, "input")
+    reference = _full_logp(tracer, verifier.ablator.prepared, generated)
+    np.testing.assert_allclose(verifier.base.logp, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("modality", ["text", "image", "audio", "video"])
+def test_knockout_equals_a_forward_without_the_unit(tracer, traced, modality):
+    """Knocking a unit out = deleting its tokens while every other token keeps its position id."""
+    items, result = traced
+    unit = next(u.index for u in result.units if u.modality == modality)
+    verifier = _verifier(tracer, result, items, "knockout")
+    knocked = verifier.score([removal([unit])])[0]
+
+    backend = tracer.backend
+    generated = [t.token_id for t in result.tokens]
+    embeds, positions = backend.lm_inputs(verifier.ablator.prepared, generated)
+    deleted = verifier.ablator.blocked(removal([unit]))
+    assert len(deleted) > 0
+    keep = torch.as_tensor(np.setdiff1d(np.arange(embeds.shape[1]), deleted))
+    hidden = backend.lm_forward(embeds[:, keep], positions[..., keep])
+    rows = hidden[0, result.prompt_tokens - 1 - len(deleted):]
+    logp = torch.log_softmax(backend.lm_logits(rows).double(), -1)[torch.arange(len(generated)),
+                                                                    torch.tensor(generated)].numpy()
+    np.testing.assert_allclose(knocked.logp, logp, atol=1e-4)
+    assert not np.allclose(knocked.logp, verifier.base.logp, atol=1e-6)  # the unit mattered at all
+
+
+def test_input_mode_drops_text_exactly_as_knockout(tracer, traced):
+    items, result = traced
+    text = [u.index for u in result.units if u.modality == "text"]
+    a = _verifier(tracer, result, items, "input").drops([removal([u]) for u in text])[0]
+    b = _verifier(tracer, result, items, "knockout").drops([removal([u]) for u in text])[0]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_batching_and_prefix_reuse_change_nothing(tracer, traced):
+    """Batched forwards over a reused prefix cache equal one full forward per removal."""
+    items, result = traced
+    first = {}
+    for u in result.units:
+        first.setdefault(u.modality, u.index)
+    removals = [removal([u]) for u in first.values()] + [removal(list(first.values()))]
+    for mode in ("input", "knockout"):
+        batched = _verifier(tracer, result, items, mode, batch_size=8).drops(removals)[0]
+        plain = _verifier(tracer, result, items, mode, batch_size=1)
+        plain.forcer.reuse = False
+        np.testing.assert_allclose(batched, plain.drops(removals)[0], atol=2e-4)
+
+
+def test_input_removals_re_encode_only_what_they_remove(tracer, traced):
+    """Silencing an audio second leaves every position before its item untouched; greying all tiles
+    of an image is greying the image."""
+    items, result = traced
+    verifier = _verifier(tracer, result, items, "input")
+    ablator = verifier.ablator
+    audio = next(u for u in result.units if u.modality == "audio" and u.time_start == 1.0)
+    variant = verifier._variant(removal([audio.index]))
+    first = verifier.forcer.start(variant)
+    layout = ablator.prepared.layout
+    assert first >= np.flatnonzero(layout.item == audio.item).min()
+    image = next(u for u in result.units if u.modality == "image")
+    rows, cols = result.items[image.item].grid
+    whole = verifier.drops([removal([image.index])])[0]
+    tiles = verifier.drops([removal(tiles=[(image.index, t) for t in range(rows * cols)])])[0]
+    np.testing.assert_allclose(whole, tiles, atol=1e-4)
+
+
+def test_knockout_of_every_tile_is_knockout_of_the_image(tracer, traced):
+    items, result = traced
+    image = next(u for u in result.units if u.modality == "image")
+    rows, cols = result.items[image.item].grid
+    verifier = _verifier(tracer, result, items, "knockout")
+    whole = verifier.drops([removal([image.index])])[0]
+    tiles = verifier.drops([removal(tiles=[(image.index, t) for t in range(rows * cols)])])[0]
+    np.testing.assert_allclose(whole, tiles, atol=1e-6)
+
+
+def test_tile_heat_map(tracer, traced):
+    items, result = traced
+    image = next(u for u in result.units if u.modality == "image")
+    v = tracer.verify(result, units="tiles", image=image.index, sentences=[0], items=items, mode="knockout")
+    rows, cols = result.items[image.item].grid
+    assert v.units == () and v.sentences == ()
+    (heat,) = v.tiles
+    assert (heat.sentence, heat.unit, heat.grid) == (0, image.index, (rows, cols))
+    assert heat.effects.shape == (rows * cols,) and np.all(np.isfinite(heat.effects))
+    assert v.cost["forwards"] == 1 + rows * cols
+    stored = result.with_verification(v)
+    assert TraceResult.from_json(stored.to_json()).verification.tile_map(0, image.index) == heat
+    with pytest.raises(InputError, match="not an image"):
+        tracer.verify(result, units="tiles", image=0, items=items)
+
+
+def test_forwards_are_counted_and_bounded(tracer, traced):
+    """Decoder calls and the sequences they score, counted by a hook, match the recorded cost and its bound."""
+    items, result = traced
+    calls, sequences = [], []
+
+    def count(_module, args, kwargs, _out):
+        calls.append(1)
+        sequences.append(kwargs["inputs_embeds"].shape[0])
+
+    handle = tracer.backend.lm_decoder().register_forward_hook(count, with_kwargs=True)
+    try:
+        v = tracer.verify(result, items=items, mode="knockout", batch_size=4)
+    finally:
+        handle.remove()
+    units, sentences = len(result.units), len(result.spans)
+    modalities = len({u.modality for u in result.units})
+    assert v.cost["batches"] == len(calls)
+    assert v.cost["forwards"] <= sum(sequences)  # a removal that changes nothing needs no forward
+    # stated bound: the output once, each unit once, then per sentence and scope (all + each
+    # modality) comprehensiveness, sufficiency and the top-3 drop (the top-1 set is a unit's own)
+    assert v.cost["forwards"] <= 1 + units + 3 * sentences * (modalities + 1)
+    assert v.units == tuple(range(units)) and len(v.sentences) == sentences
+
+    calls.clear()
+    handle = tracer.backend.lm_decoder().register_forward_hook(count, with_kwargs=True)
+    try:  # what the result holds is reused, not measured again
+        again = tracer.verify(result.with_verification(v), items=items, mode="knockout")
+    finally:
+        handle.remove()
+    assert calls == [] and again == v
+
+
+def test_progress_and_stop(tracer, traced):
+    items, result = traced
+    seen = []
+    v = tracer.verify(result, items=items, mode="knockout", progress=lambda done, total: seen.append((done, total)),
+                      batch_size=2)
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+    stop = threading.Event()
+    stop.set()
+    stopped = tracer.verify(result, items=items, mode="knockout", stop=stop)
+    assert stopped.stopped and stopped.units == () and stopped.sentences == ()
+    assert not v.stopped
+
+
+def test_result_round_trip_and_validation(tracer, traced):
+    items, result = traced
+    v = tracer.verify(result, items=items, mode="knockout", sentences=[0])
+    stored = result.with_verification(v)
+    back = TraceResult.from_json(stored.to_json())
+    assert back == stored and back.verification == v
+    assert "verification" not in result.to_dict()  # traces without one are written as before
+    data = stored.to_dict()
+    data["verification"]["effects"] = data["verification"]["effects"][:-1] if len(result.spans) > 1 else [[1.0]]
+    with pytest.raises(InputError, match="effects"):
+        TraceResult.from_dict(data)
+    data = stored.to_dict()
+    data["verification"]["mode"] = "blur"
+    with pytest.raises(InputError, match="mode"):
+        TraceResult.from_dict(json.loads(json.dumps(data)))
+    data = stored.to_dict()
+    data["verification"]["units"] = [len(result.units) + 3]
+    data["verification"]["effects"] = [[0.0]] * len(result.spans)
+    data["verification"]["changed"] = [[False]] * len(result.spans)
+    with pytest.raises(InputError, match="unit"):
+        TraceResult.from_dict(data)
+
+
+def test_bad_requests_get_clear_errors(tracer, traced):
+    items, result = traced
+    with pytest.raises(InputError, match="sentence 99 does not exist"):
+        tracer.verify(result, sentences=[99], items=items)
+    with pytest.raises(InputError, match="unknown verification mode"):
+        tracer.verify(result, mode="blur", items=items)
+    with pytest.raises(InputError, match="differ from the trace|prompt of"):
+        tracer.verify(result, items=items[:-1])
+
+
+def test_checks_on_a_hand_worked_table():
+    """comprehensiveness / sufficiency / top-k from a table of removal -> sentence drop, worked by hand."""
+    from omnitrace_core.sources import SourceUnit
+
+    units = [SourceUnit(0, "text", 1, "a"), SourceUnit(1, "text", 1, "b"),
+             SourceUnit(2, "audio", 2, "0-1s", time_start=0, time_end=1),
+             SourceUnit(3, "audio", 2, "1-2s", time_start=1, time_end=2)]
+    pools = scopes(units)
+    assert pools == {ALL: (0, 1, 2, 3), "text": (0, 1), "audio": (2, 3)}
+    ranking = {0: 0.1, 1: 0.5, 2: 0.4, 3: 0.0}
+    assert top_ranked(ranking, pools[ALL], 3) == (1, 2, 0)
+    assert top_ranked(ranking, pools["audio"], 3) == (2,)  # unit 3 has no positive score
+    sets = check_sets([1, 2], pools, ranking, (1, 3))
+    logp = {frozenset(): -2.0, frozenset({1, 2}): -9.0, frozenset({0, 3}): -2.5, frozenset({1}): -6.0,
+            frozenset({0}): -2.2, frozenset({2}): -4.0, frozenset({3}): -2.0, frozenset({0, 1, 2}): -10.0,
+            frozenset({0, 1}): -6.2}
+    drop = {k: logp[frozenset()] - v for k, v in logp.items()}
+    check = sentence_check(0, [2, 1], sets, drop)
+    assert check.curated == (1, 2)
+    assert check.comprehensiveness == pytest.approx({ALL: 7.0, "text": 4.0, "audio": 2.0})
+    assert check.sufficiency == pytest.approx({ALL: 0.5, "text": 0.2, "audio": 0.0})
+    assert check.top_k == {ALL: pytest.approx({1: 4.0, 3: 8.0}), "text": pytest.approx({1: 4.0, 3: 4.2}),
+                           "audio": pytest.approx({1: 2.0, 3: 2.0})}
+    assert SentenceCheck.from_dict(check.to_dict()) == check
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 2]) == pytest.approx(-np.sqrt(3) / 2)
+    assert spearman([1, 1], [0, 1]) is None
+
+
+def test_flags_and_merge():
+    v = Verification(mode="input", units=(0, 2), logp=np.array([-1.0, -2.0]),
+                     effects=np.array([[3.0, 0.1], [0.0, 2.0]]), changed=np.array([[True, False], [False, True]]),
+                     cost={"forwards": 3, "batches": 1, "encodes": 2, "seconds": 0.5})
+    assert v.strong(0) == (0,) and v.effect(1, 2) == 2.0 and v.effect(1, 1) is None
+    assert v.flags(0, [2, 5]) == {"cited_no_effect": (2,), "uncited_strong": (0,)}
+    more = Verification(mode="input", units=(1,), logp=v.logp, effects=np.array([[1.0], [-1.0]]),
+                        changed=np.array([[True], [False]]), cost={"forwards": 2, "batches": 1, "encodes": 1,
+                                                                   "seconds": 0.25})
+    merged = v.merge(more)
+    assert merged.units == (0, 1, 2) and merged.effect(1, 1) == -1.0 and merged.effect(0, 0) == 3.0
+    assert merged.cost == {"forwards": 5, "batches": 2, "encodes": 3, "seconds": 0.75}
+    assert Verification.from_dict(merged.to_dict()) == merged
+    with pytest.raises(InputError, match="merge"):
+        v.merge(Verification(mode="knockout", units=(), logp=v.logp, effects=np.zeros((2, 0)),
+                             changed=np.zeros((2, 0), bool)))
+
+
+# --------------------------------------------------------------------------------------------
+# The demo model on the known-truth benchmark
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_tracer():
+    from omnitrace_core import Tracer
+    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+
+    return Tracer.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
+
+
+def _benchmark_samples(task: str, count: int):
+    from omnitrace_core.cli import load_questions, media_bases
+    from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
+    from omnitrace_core.evaluation.groundtruth import GroundTruth
+    from omnitrace_core.inputs import parse_sample
+
+    path = DEFAULT_BENCHMARK_DIR / "test" / "questions.json"
+    truth = GroundTruth.load(DEFAULT_BENCHMARK_DIR / "test" / "ground_truth.json")
+    raw = [s for s in load_questions(path) if s["task"] == task][:count]
+    return [(parse_sample(s, s["id"], media_bases(path)), truth.lookup(s)) for s in raw]
+
+
+def test_silencing_the_labelled_second_drops_its_sentence_most(demo_tracer):
+    """Benchmark audio descriptions: where silencing the labelled second changes the sentence, silencing
+    any other second drops that sentence's log-probability less, except the seconds that earlier
+    sentences describe: teacher forcing keeps those sentences, and with their evidence gone the kept
+    text is false, which disturbs what follows (the demo model enumerates events in order)."""
+    checked = 0
+    for sample, truth in _benchmark_samples("audio_description", 3):
+        result = demo_tracer.trace(sample.items)
+        v = demo_tracer.verify(result, mode="input", checks=False)
+        audio = [u for u in result.units if u.modality == "audio"]
+        described: set[int] = set()
+        for gold in truth.spans:
+            (label,) = [ref for ref in gold.sources if ref.modality == "audio"]
+            labelled = next(u.index for u in audio if u.time_start == label.time_start)
+            span = next((s for s in result.spans if s.text.strip() == gold.text), None)
+            if span is not None and v.changed[span.index, v.units.index(labelled)]:
+                others = [v.effect(span.index, u.index) for u in audio if u.index not in described | {labelled}]
+                assert v.effect(span.index, labelled) > max(others), (result.text, gold.text)
+                checked += 1
+            described.add(labelled)
+    assert checked >= 6
