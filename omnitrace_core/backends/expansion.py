@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import layout as L
 from ..inputs import Item
+from .user_text import PromptTokens, char_spans, span_owner
 
 
 @dataclass
@@ -113,12 +114,13 @@ class LayoutContext:
     replacement: dict[str, Any] | None = None
 
 
-def locate_texts(rendered: str, parts: list[dict[str, Any]],
+def search_texts(rendered: str, parts: list[dict[str, Any]],
                  items: Sequence[Item]) -> dict[int, tuple[int, int, int]]:
-    """Where each text item lies in the rendered template: item -> (start, end, lead).
+    """Where each text item lies in the rendered template, found by searching for it: item -> (start, end, lead).
 
-    ``lead`` is the number of leading characters of the item the template dropped: some
-    templates (Gemma's) trim texts, so an item may appear stripped of surrounding whitespace.
+    For a prompt built without a marker rendering (see :func:`user_text.locate_texts`, which the
+    shared pipeline uses): a search from the start can land in the template's own words when a
+    text is short. ``lead`` is the number of leading characters of the item the template dropped.
     """
     ranges: dict[int, tuple[int, int, int]] = {}
     cursor = 0
@@ -140,31 +142,49 @@ def locate_texts(rendered: str, parts: list[dict[str, Any]],
     return ranges
 
 
-def walk_expansion(tokenizer: Any, ids: np.ndarray, rendered: str, batch: Any, mb: MediaBatch,
-                   text_ranges: dict[int, tuple[int, int, int]], add_special_tokens: bool,
+def expand(rendered: str, replacements: Sequence[dict[str, Any]]) -> str:
+    """The rendered template with each placeholder replaced by the processor's expansion of it."""
+    pieces, last = [], 0
+    for r in replacements:
+        a, b = r["span"]
+        pieces += [rendered[last:a], r["replacement"]]
+        last = b
+    pieces.append(rendered[last:])
+    return "".join(pieces)
+
+
+def expanded_ranges(text_ranges: dict[int, tuple[int, int, int]],
+                    replacements: Sequence[dict[str, Any]]) -> dict[int, tuple[int, int, int]]:
+    """Text item ranges of the rendered template moved to the expanded text (placeholders lie between texts)."""
+    ends = [r["span"][1] for r in replacements]
+    # shift[k]: characters the first k replacements added to the rendered text
+    shift = np.concatenate([[0], np.cumsum([len(r["replacement"]) - (r["span"][1] - r["span"][0])
+                                            for r in replacements])]).astype(int)
+    moved = {}
+    for item, (lo, hi, lead) in text_ranges.items():
+        k = bisect.bisect_right(ends, lo)  # replacements wholly before the text
+        moved[item] = (lo + int(shift[k]), hi + int(shift[k]), lead)
+    return moved
+
+
+def walk_expansion(tokens: PromptTokens, batch: Any, mb: MediaBatch, text_ranges: dict[int, tuple[int, int, int]],
                    fill: Callable[[LayoutDraft, Segment, np.ndarray, LayoutContext], None]) -> L.TokenLayout:
     """Lay out a prompt from the processor's own record of how it expanded each media placeholder.
 
-    The expanded text is tokenised with offsets (the same ids as the processor's, checked): a token
-    inside a placeholder's expansion belongs to that media segment and ``fill`` lays the run out; any
-    other token maps back to the rendered template and so to a text item and its characters.
+    A token that overlaps a text item is that item's, with the characters :func:`user_text.char_spans`
+    gives it (an item's tokens rebuild it exactly); a token that touches a placeholder's expansion
+    and no text item belongs to that media segment, and ``fill`` lays the run out; any other token
+    is template. Plain text at the edge of an expansion (a tag such as ``(<image>./</image>)``) may
+    merge with the neighbouring text into one token: that token is the text item's.
 
     Args:
-        tokenizer: the processor's tokenizer.
-        ids: (L,) the processor's prompt ids.
-        rendered: the chat template's text, before expansion.
+        tokens: the prompt ids with their spans in the expanded text (:func:`user_text.tokenize_prompt`).
         batch: the processor's output, with ``text_replacement_offsets``.
         mb: the loaded media (its segments in item order).
-        text_ranges: from :func:`locate_texts`.
-        add_special_tokens: as passed to the processor.
+        text_ranges: text item ranges in the expanded text (:func:`expanded_ranges`).
         fill: lays out one segment's run of positions (the family's rule).
     """
     replacements = list(batch["text_replacement_offsets"][0])
-    expanded = _expanded_text(rendered, replacements)
-    enc = tokenizer(expanded, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
-    if list(enc["input_ids"]) != ids.tolist():
-        raise RuntimeError("token layout mismatch: the processor's ids differ from a tokenisation of its "
-                           "expanded prompt")
     # the k-th placeholder of a kind stands for the processor's k-th input of that kind, wherever
     # the chat template put it (some templates move all media before the text)
     queues = {kind: [s for s in mb.segments if s.kind == kind] for kind in ("image", "audio", "video")}
@@ -173,47 +193,24 @@ def walk_expansion(tokenizer: Any, ids: np.ndarray, rendered: str, batch: Any, m
         raise RuntimeError(f"token layout mismatch: the processor expanded placeholders {kinds}, "
                            f"the prompt has {sorted(s.kind for s in mb.segments)}")
     segments = [queues[r["type"]].pop(0) for r in replacements]
-    starts = [r["new_span"][0] for r in replacements]
-    ends = [r["new_span"][1] for r in replacements]
-    # shift[k]: characters the first k replacements added to the rendered text
-    shift = np.concatenate([[0], np.cumsum([len(r["replacement"]) - (r["span"][1] - r["span"][0])
-                                            for r in replacements])]).astype(int)
+    ids = np.asarray(tokens.ids, dtype=np.int64)
+    offsets = tokens.offsets
+    items = sorted(text_ranges.items(), key=lambda kv: kv[1])
+    text_owner = span_owner(offsets, [(lo, hi) for _, (lo, hi, _lead) in items])
+    run_owner = span_owner(offsets, [tuple(r["new_span"]) for r in replacements])
+    if (text_owner == -2).any():
+        raise RuntimeError("token layout: a token joins two text items")
     draft = LayoutDraft(len(ids))
-    runs: list[list[int]] = [[] for _ in replacements]
-    text_items = sorted(text_ranges.items(), key=lambda kv: kv[1])
-    text_starts = [lo for _, (lo, _hi, _lead) in text_items]
-    for i, (s, e) in enumerate(enc["offset_mapping"]):
-        k = bisect.bisect_right(starts, s) - 1
-        if k >= 0 and s < ends[k]:
-            runs[k].append(i)
+    for t, (item, (lo, hi, lead)) in enumerate(items):
+        positions = np.flatnonzero(text_owner == t)
+        if not len(positions):
             continue
-        before = bisect.bisect_right(ends, s)  # replacements wholly before this token
-        start, end = s - shift[before], e - shift[before]
-        # a token belongs to the item holding its first visible character (a whitespace-only
-        # token: its first character)
-        anchor = start
-        while anchor < end and rendered[anchor].isspace():
-            anchor += 1
-        if anchor == end:
-            anchor = start
-        t = bisect.bisect_right(text_starts, anchor) - 1
-        if t >= 0:
-            item, (lo, hi, lead) = text_items[t]
-            if lo <= anchor < hi or (start == end == lo and lo < hi):
-                draft.kind[i], draft.item[i] = L.TEXT, item
-                draft.char_start[i] = max(start, lo) - lo + lead
-                draft.char_end[i] = min(end, hi) - lo + lead
-    for segment, positions, replacement in zip(segments, runs, replacements):
+        start, end = char_spans(offsets[positions, 0], lo, hi)
+        draft.kind[positions], draft.item[positions] = L.TEXT, item
+        draft.char_start[positions], draft.char_end[positions] = start - lo + lead, end - lo + lead
+    for k, (segment, replacement) in enumerate(zip(segments, replacements)):
+        positions = np.flatnonzero((run_owner == k) & (text_owner == -1))
         ctx = LayoutContext(ids=ids, batch=batch, media=mb, replacement=replacement)
-        fill(draft, segment, np.asarray(positions, dtype=np.int64), ctx)
+        fill(draft, segment, positions, ctx)
     return draft.freeze()
 
-
-def _expanded_text(rendered: str, replacements: list[dict[str, Any]]) -> str:
-    pieces, last = [], 0
-    for r in replacements:
-        a, b = r["span"]
-        pieces += [rendered[last:a], r["replacement"]]
-        last = b
-    pieces.append(rendered[last:])
-    return "".join(pieces)

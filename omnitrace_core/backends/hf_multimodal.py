@@ -35,7 +35,10 @@ from ..errors import InputError
 from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem, item_label
 from ..media import MediaLimits, load_audio, load_image, load_video, probe_duration
 from .base import Backend, PreparedInput
-from .expansion import LayoutContext, LayoutDraft, MediaBatch, Segment, locate_texts, walk_expansion
+from .expansion import (LayoutContext, LayoutDraft, MediaBatch, Segment, expand, expanded_ranges, search_texts,
+                        walk_expansion)
+from .user_text import (PromptTokens, locate_texts, marked_parts, mask_special_strings, special_strings,
+                        tokenize_prompt)
 
 __all__ = ["HFMultimodalBackend", "LayoutContext", "LayoutDraft", "MediaBatch", "Segment"]
 
@@ -71,10 +74,11 @@ class HFMultimodalBackend(Backend):
                  limits: MediaLimits = MediaLimits()) -> None:
         super().__init__(model, processor, model_id)
         self.limits = limits
-        tok = self.tokenizer
-        self._special_strings = tuple(s for s in tok.all_special_tokens if s) + tuple(
-            str(t) for t in getattr(tok, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
-        )
+        # what must not reach the processor from user text: the tokenizer's special tokens and the
+        # processor's placeholder strings
+        placeholders = {getattr(processor, f"{kind}_token", None) for kind in ("image", "video", "audio")}
+        self._special_strings = tuple(sorted(set(special_strings(self.tokenizer)) | {
+            p for p in placeholders if isinstance(p, str) and p}, key=len, reverse=True))
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -140,6 +144,13 @@ class HFMultimodalBackend(Backend):
         return fe.n_samples / fe.sampling_rate
 
     # -- media -----------------------------------------------------------------------------
+    @property
+    def protects_user_text(self) -> bool:
+        """Whether user text reaches the model as text whatever it spells: true for the shared
+        :meth:`prepare` (see :mod:`.user_text`); a family with its own prompt path refuses text that
+        holds a special-token string instead, unless it overrides this."""
+        return type(self).prepare is HFMultimodalBackend.prepare
+
     def _check_text(self, index: int, text: str) -> None:
         for special in self._special_strings:
             if special in text:
@@ -187,7 +198,8 @@ class HFMultimodalBackend(Backend):
         previous_text = False
         for index, item in enumerate(items):
             if isinstance(item, TextItem):
-                self._check_text(index, item.text)
+                if not self.protects_user_text:
+                    self._check_text(index, item.text)
                 if previous_text and item.text and not mb.parts[-1]["text"][-1:].isspace():
                     mb.parts.append({"type": "text", "text": "\n"})  # keep adjacent text items apart
                 mb.parts.append({"type": "text", "text": item.text, "item": index})
@@ -260,8 +272,8 @@ class HFMultimodalBackend(Backend):
     @staticmethod
     def locate_texts(rendered: str, parts: list[dict[str, Any]],
                      items: Sequence[Item]) -> dict[int, tuple[int, int, int]]:
-        """Where each text item lies in the rendered template (see :func:`expansion.locate_texts`)."""
-        return locate_texts(rendered, parts, items)
+        """Where each text item lies in the rendered template, by search (see :func:`expansion.search_texts`)."""
+        return search_texts(rendered, parts, items)
 
     def processor_kwargs(self, mb: MediaBatch) -> dict[str, Any]:
         """Media arguments of the processor call (override for family-specific keyword arguments)."""
@@ -292,12 +304,23 @@ class HFMultimodalBackend(Backend):
             system_prompt = self.default_system_prompt
         mb = self.load_media(items, sources) if media is None else media
         rendered = self.render(self.conversation(mb, system_prompt))
-        text_ranges = self.locate_texts(rendered, mb.parts, items)
+        skeleton = self.render(self.conversation(MediaBatch(parts=marked_parts(mb.parts)), system_prompt))
+        text_ranges = locate_texts(rendered, skeleton, items)
         special = self.add_special_tokens(rendered)
-        batch = self.processor(text=[rendered], return_tensors="pt", return_text_replacement_offsets=True,
+        # the processor sees user text with special-token strings masked, so that it expands only the
+        # template's placeholders; the ids are then made from the real text (see user_text)
+        masked = mask_special_strings(rendered, text_ranges, self._special_strings)
+        batch = self.processor(text=[masked], return_tensors="pt", return_text_replacement_offsets=True,
                                add_special_tokens=special, **self.processor_kwargs(mb))
-        input_ids = batch["input_ids"]
-        layout = self.layout(input_ids[0].numpy(), rendered, batch, mb, text_ranges, special)
+        replacements = batch["text_replacement_offsets"][0]
+        spans = expanded_ranges(text_ranges, replacements)
+        tokens = tokenize_prompt(self.tokenizer, expand(rendered, replacements),
+                                 [(lo, hi) for lo, hi, _lead in spans.values()], special)
+        if masked == rendered and not tokens.resplit and tokens.ids != batch["input_ids"][0].tolist():
+            raise RuntimeError("token layout mismatch: the processor's ids differ from a tokenisation of its "
+                               "expanded prompt")
+        input_ids = torch.tensor([tokens.ids], dtype=batch["input_ids"].dtype)
+        layout = self.layout(tokens, batch, mb, spans)
         position_ids, rope_delta = self.position_ids(input_ids, batch, mb)
         device = self.input_device
         dtype = self.model.dtype
@@ -317,11 +340,13 @@ class HFMultimodalBackend(Backend):
         return {}
 
     # -- layout ----------------------------------------------------------------------------
-    def layout(self, ids: np.ndarray, rendered: str, batch: Any, mb: MediaBatch,
-               text_ranges: dict[int, tuple[int, int, int]], add_special_tokens: bool) -> L.TokenLayout:
-        """Walk the expanded prompt: media runs by the processor's own expansion record, text by offsets."""
-        return walk_expansion(self.tokenizer, ids, rendered, batch, mb, text_ranges, add_special_tokens,
-                              self.fill_segment)
+    def layout(self, tokens: PromptTokens, batch: Any, mb: MediaBatch,
+               text_ranges: dict[int, tuple[int, int, int]]) -> L.TokenLayout:
+        """Walk the expanded prompt: media runs by the processor's own expansion record, text by offsets.
+
+        ``text_ranges``: each text item's range in the expanded text.
+        """
+        return walk_expansion(tokens, batch, mb, text_ranges, self.fill_segment)
 
     def fill_segment(self, draft: LayoutDraft, segment: Segment, positions: np.ndarray, ctx: LayoutContext) -> None:
         """Lay out the tokens of one expanded media placeholder (``positions`` into the prompt)."""
