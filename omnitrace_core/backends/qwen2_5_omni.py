@@ -24,7 +24,9 @@ The talker (speech output) is never loaded.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,25 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 AUDIO_FRAMES_PER_TOKEN = 4  # mel frames -> tokens: conv stride 2, then 2x average pooling
 SAMPLING_RATE = 16000
+
+
+def has_own_video_settings(model_id: str) -> bool:
+    """Whether a checkpoint (Hub id or folder) saves settings of its own for its video processor.
+
+    Real Qwen2.5-Omni folders do not (no ``video_preprocessor_config.json``, no ``video_processor``
+    in a ``processor_config.json``): transformers then builds the video processor from the image
+    settings, whose pixel bounds are the image bounds.
+    """
+    from transformers.utils import cached_file
+
+    def find(name: str) -> str | None:
+        return cached_file(model_id, name, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+
+    if find("video_preprocessor_config.json"):
+        return True
+    nested = find("processor_config.json")
+    return bool(nested) and "video_processor" in json.loads(Path(nested).read_text(encoding="utf-8"))
 
 
 def qwen_audio_seconds_per_token(feature_extractor: Any) -> float:
@@ -70,10 +91,24 @@ class Qwen25OmniBackend(HFMultimodalBackend):
     def __init__(self, model: torch.nn.Module, processor: Any, model_id: str,
                  limits: MediaLimits = MediaLimits()) -> None:
         super().__init__(model, processor, model_id, limits=limits)
+        #: per-frame pixel bounds of video frames (``size`` of the video processor); None: the
+        #: processor's own video defaults. A processor built by the caller carries the bounds it was
+        #: given; :meth:`from_pretrained` keeps a checkpoint's bounds only where it saves its own.
+        self.video_size: dict[str, Any] | None = dict(processor.video_processor.size)
         self.tokens = {
             name: self.token_id(getattr(processor, f"{name}_token"))
             for name in ("image", "audio", "video", "vision_bos", "vision_eos", "audio_bos", "audio_eos")
         }
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs: Any) -> "Qwen25OmniBackend":
+        backend = super().from_pretrained(model_id, **kwargs)
+        if not has_own_video_settings(model_id):
+            # the loaded video processor holds the image bounds (3136 to 12,845,056 px): passing them
+            # would replace the processor's video default (128 to 768 x 28 x 28 px per frame) and
+            # give a 720p frame 1.66x the tokens the model is used to
+            backend.video_size = None
+        return backend
 
     @classmethod
     def load_model(cls, model_id: str, config: Any, kwargs: dict[str, Any]) -> torch.nn.Module:
@@ -93,8 +128,10 @@ class Qwen25OmniBackend(HFMultimodalBackend):
         return sources.use_audio_in_video
 
     def videos_kwargs(self, mb: MediaBatch) -> dict[str, Any]:
-        # the processor class otherwise overrides the checkpoint's saved frame-size bounds
-        return {"fps": mb.video_fps, "size": dict(self.processor.video_processor.size)}
+        kwargs: dict[str, Any] = {"fps": mb.video_fps}
+        if self.video_size is not None:  # the processor class would otherwise override saved bounds
+            kwargs["size"] = self.video_size
+        return kwargs
 
     def processor_kwargs(self, mb: MediaBatch) -> dict[str, Any]:
         kwargs = super().processor_kwargs(mb)

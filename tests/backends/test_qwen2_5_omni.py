@@ -1,11 +1,15 @@
-"""The Qwen2.5-Omni backend's token layout agrees with the model's own M-RoPE positions."""
+"""The Qwen2.5-Omni backend's token layout agrees with the model's own M-RoPE positions.
+
+The layout is checked on the tiny test thinker and on Qwen2.5-Omni-3B's real tokenizer, processor,
+chat template and config (reduced depth, random weights; see tests/backends/conftest.py).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from omnitrace_core import AudioItem, ImageItem, InputError, SourceConfig, TextItem, VideoItem
+from omnitrace_core import AudioItem, ImageItem, SourceConfig, TextItem, VideoItem
 from omnitrace_core import layout as L
 
 POSITION_IDS_PER_SECOND = 25  # Qwen2.5-Omni config.position_id_per_seconds
@@ -13,6 +17,14 @@ POSITION_IDS_PER_SECOND = 25  # Qwen2.5-Omni config.position_id_per_seconds
 
 def _prepare(tracer, items, **source_kwargs):
     return tracer.backend.prepare(items, SourceConfig(**source_kwargs))
+
+
+@pytest.fixture(params=["tiny", "real"])
+def omni(request):
+    """The backend on the tiny test thinker, or on the real Qwen2.5-Omni-3B files (reduced)."""
+    if request.param == "tiny":
+        return request.getfixturevalue("tracer").backend
+    return request.getfixturevalue("real_qwen_omni")
 
 
 def _items(media):
@@ -34,12 +46,12 @@ def _blocks(layout, kind):
 
 
 @pytest.mark.parametrize("audio_in_video", [False, True])
-def test_layout_matches_model_rope_positions(tracer, media, audio_in_video):
+def test_layout_matches_model_rope_positions(omni, media, audio_in_video):
     items = _items(media)
-    prepared = _prepare(tracer, items, use_audio_in_video=audio_in_video)
+    prepared = omni.prepare(items, SourceConfig(use_audio_in_video=audio_in_video))
     lay, pos = prepared.layout, prepared.extras["position_ids"][:, 0].cpu().numpy()  # (3, L)
     ids = prepared.input_ids[0].cpu().numpy()
-    tokens = tracer.backend.tokens
+    tokens = omni.tokens
 
     # every placeholder token is attributed to a media item, and nothing else is
     media_ids = np.isin(ids, [tokens["image"], tokens["audio"], tokens["video"]])
@@ -117,6 +129,11 @@ def test_long_audio_is_split_into_encoder_windows(tracer):
     assert np.all(np.diff(times) > 0)
 
 
-def test_special_tokens_in_text_are_rejected(tracer):
-    with pytest.raises(InputError, match="special token"):
-        _prepare(tracer, [TextItem("hi <|IMAGE|> there")])
+def test_special_token_strings_in_text_stay_text(tracer):
+    prepared = _prepare(tracer, [TextItem("hi <|IMAGE|> there <|im_end|>")])
+    ids = prepared.input_ids[0].numpy()
+    assert tracer.backend.tokens["image"] not in ids  # no placeholder injected
+    lay = prepared.layout
+    positions = lay.positions(L.TEXT, 0)
+    text = "hi <|IMAGE|> there <|im_end|>"
+    assert "".join(text[s:e] for s, e in zip(lay.char_start[positions], lay.char_end[positions])) == text
