@@ -1,4 +1,4 @@
-"""SmolVLM backend (text, images).
+"""SmolVLM backend (text, images), also for ``idefics3`` checkpoints (SmolVLM-256M/500M-Instruct, Idefics3).
 
 Module tree touched (transformers ``SmolVLMForConditionalGeneration``)::
 
@@ -20,17 +20,30 @@ a crop token lies inside exactly one global tile (the crops cover the resized im
 every tile score is a true sum. Small images are not split (global crop only). Positions are
 plain 1-D. The processor also takes video (frames as images with timestamps); that is not wired
 here yet.
+
+SmolVLM-256M/500M-Instruct (the first SmolVLM release) are saved as ``idefics3`` checkpoints with an
+``Idefics3Processor``: SmolVLM is Idefics3 with a smaller vision and text model, and transformers'
+SmolVLM classes subclass the Idefics3 ones with the same weights, the same crop prompt
+(``Idefics3Processor`` writes the string ``SmolVLMProcessor`` writes) and the same placeholder scatter.
+Such folders load with their own classes. The layout above depends only on those shared classes, so
+Idefics3 proper (Idefics3-8B-Llama3: Llama 3 tokenizer, 169 tokens per 364 px crop) is served by the
+same rule; it differs in size, tokenizer and template only, which the shared pipeline reads from the
+checkpoint.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
+import torch
 
 from .base import register_backend
 from .hf_multimodal import HFMultimodalBackend, LayoutContext, LayoutDraft, Segment
 
+#: The transformers class of each model_type this backend serves.
+MODEL_CLASSES = {"smolvlm": "SmolVLMForConditionalGeneration", "idefics3": "Idefics3ForConditionalGeneration"}
 #: The crop markers of transformers' SmolVLM prompt builder (``<row_2_col_3>``).
 CROP_MARKER = re.compile(r"<row_(\d+)_col_(\d+)>")
 
@@ -53,14 +66,20 @@ def crop_tiles(rows: int, cols: int, side: int) -> np.ndarray:
 
 @register_backend
 class SmolVLMBackend(HFMultimodalBackend):
-    """Backend for ``smolvlm`` checkpoints (SmolVLM, SmolVLM2)."""
+    """Backend for ``smolvlm`` checkpoints (SmolVLM, SmolVLM2) and ``idefics3`` ones (SmolVLM-256M/500M, Idefics3)."""
 
     name = "smolvlm"
-    model_types = ("smolvlm",)
-    model_class = "SmolVLMForConditionalGeneration"
+    model_types = tuple(MODEL_CLASSES)
+    model_class = MODEL_CLASSES["smolvlm"]
     modalities = frozenset({"text", "image"})
     eos_strings = ("<end_of_utterance>",)
     model_input_keys = ("pixel_values", "pixel_attention_mask")
+
+    @classmethod
+    def load_model(cls, model_id: str, config: Any, kwargs: dict[str, Any]) -> torch.nn.Module:
+        import transformers
+
+        return getattr(transformers, MODEL_CLASSES[config.model_type]).from_pretrained(model_id, **kwargs)
 
     def fill_segment(self, draft: LayoutDraft, segment: Segment, positions: np.ndarray, ctx: LayoutContext) -> None:
         image = self.placeholder_positions(ctx, positions, self.token_id(self.processor.image_token))

@@ -11,7 +11,7 @@ from omnitrace_core.errors import UnknownNameError
 FAMILIES = {
     "qwen2_5_omni": "qwen2_5_omni", "qwen2_5_omni_thinker": "qwen2_5_omni",
     "qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl",
-    "qwen2_audio": "qwen2_audio", "smolvlm": "smolvlm", "llava_onevision": "llava_onevision",
+    "qwen2_audio": "qwen2_audio", "smolvlm": "smolvlm", "idefics3": "smolvlm", "llava_onevision": "llava_onevision",
     "qwen3_omni_moe": "qwen3_omni", "qwen3_omni_moe_thinker": "qwen3_omni", "gemma3n": "gemma3n",
     "minicpmv4_6": "minicpmv4_6", "minicpmo": "minicpm_o",
 }

@@ -113,3 +113,58 @@ def test_audio_and_video_are_refused(backend, media, make):
 def test_checkpoint_loads_through_the_registry(backend, tmp_path, media):
     loaded = tf.check_round_trip(backend, tmp_path, SmolVLMBackend)
     assert loaded.prepare(_items(media), SourceConfig()).length == backend.prepare(_items(media), SourceConfig()).length
+
+
+def idefics3_folder(backend, folder):
+    """The tiny SmolVLM saved the way SmolVLM-256M/500M-Instruct are: an ``idefics3`` checkpoint (same weights)
+    with an ``Idefics3Processor`` around the same tokenizer and image settings."""
+    import copy
+
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+
+    config = backend.model.config.to_dict()
+    config["vision_config"].pop("model_type")
+    model = Idefics3ForConditionalGeneration(Idefics3Config(**{
+        k: v for k, v in config.items() if k not in ("model_type", "architectures", "transformers_version")}))
+    model.load_state_dict(backend.model.state_dict(), strict=True)
+    image = backend.processor.image_processor
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessor(size=dict(image.size), max_image_size=dict(image.max_image_size)),
+        tokenizer=copy.deepcopy(backend.tokenizer), image_seq_len=backend.processor.image_seq_len,
+        chat_template=TEMPLATE)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_idefics3_folders_of_smolvlm_are_served_as_smolvlm(backend, tmp_path, media):
+    import torch
+
+    from omnitrace_core import Tracer, load_backend
+
+    loaded = load_backend(str(idefics3_folder(backend, tmp_path)), device="cpu")
+    assert type(loaded) is SmolVLMBackend
+    assert (type(loaded.model).__name__, type(loaded.processor).__name__) == (
+        "Idefics3ForConditionalGeneration", "Idefics3Processor")
+    items = _items(media)[:5]
+    ours, theirs = backend.prepare(items, SourceConfig()), loaded.prepare(items, SourceConfig())
+    assert torch.equal(ours.input_ids, theirs.input_ids)
+    for field in ("kind", "item", "tile", "char_start", "char_end"):
+        assert np.array_equal(getattr(ours.layout, field), getattr(theirs.layout, field))
+    a = Tracer(backend).trace(items, signal="attmean", generation=tf.GEN)
+    b = Tracer(loaded).trace(items, signal="attmean", generation=tf.GEN)
+    assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
+    np.testing.assert_allclose(a.atom_sum, b.atom_sum, rtol=1e-5, atol=1e-7)
+    tf.check_signals_equal_eager_forward(loaded, items)
+
+
+def test_text_holding_the_image_token_string_stays_text(backend, media):
+    """The official MANTIS samples write a literal ``<image>`` in the question: SmolVLM's image placeholder."""
+    question = "Is the time shown in clock or watch in both <image> and <image> the same?"
+    items = [TextItem(question), ImageItem(str(media["image_a"]))]
+    prepared = backend.prepare(items, SourceConfig())
+    ids, lay = prepared.input_ids[0].numpy(), prepared.layout
+    image = backend.token_id("<image>")
+    assert np.array_equal(ids == image, lay.kind == L.IMAGE)  # the image's placeholders only
+    assert len(lay.positions(L.IMAGE, 1)) == (2 * 2 + 1) * SIDE * SIDE  # one image, 2x2 crops + global
+    tf.check_text_offsets(lay, items)
