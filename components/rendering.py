@@ -10,6 +10,7 @@ from omnitrace_core import TraceResult
 
 from .explorer_view import esc, render_explorer
 from .previews import PreviewCache, gradio_file_url
+from .report import trace_caption
 from .session import ComposedItem, Session
 from .settings import EXAMPLES_DIR, InputLimits
 
@@ -26,27 +27,31 @@ class ViewContext:
     """What every panel needs to render the explorer.
 
     Attributes:
-        model_name: shown in captions.
+        model_name: the app's display name of its model, shown in the captions of its traces.
         device: "cuda" or "cpu".
         limits: media guards for preview decoding.
         roots: folders whose media may be previewed and served.
+        model_id: the ``model_id`` the app's traces carry ("" when unknown).
     """
 
     model_name: str
     device: str
     limits: InputLimits
     roots: Sequence[Path]
+    model_id: str = ""
 
     def previews(self, session: Session) -> PreviewCache:
         return session.preview_cache(lambda s: PreviewCache(self.roots, self.limits.media_limits(),
                                                             file_url=gradio_file_url))
 
+    def model_label(self, result: TraceResult) -> str | None:
+        """The app's name for a trace of its own model; None for any other trace (a loaded one),
+        which is captioned with its own ``model_id``."""
+        return self.model_name if self.model_id and result.model_id == self.model_id else None
+
     def caption(self, result: TraceResult) -> str:
-        timing = result.timings.get("total_s")
-        parts = [self.model_name, f"signal {result.signal}", f"{len(result.tokens)} tokens", f"stop: {result.stop_reason}"]
-        if timing:
-            parts.append(f"{timing:.1f} s")
-        return " \u00b7 ".join(parts)
+        """Where the trace comes from: its model, backend, signal, schema (plain text)."""
+        return trace_caption(result, self.model_label(result))
 
     def explorer(self, session: Session, result: TraceResult | None = None, *, items: Sequence[ComposedItem] = (),
                  pending: str = "", progress: float | None = None) -> str:

@@ -59,13 +59,31 @@ def _curation_summary(result: TraceResult) -> str:
     return ", ".join(parts)
 
 
+def trace_caption(result: TraceResult, model_name: str | None = None) -> str:
+    """One line of where a trace comes from (plain text: callers escape it).
+
+    Args:
+        result: the trace.
+        model_name: a display name for ``result.model_id`` (the app's name of its own model); by
+            default the trace's own ``model_id``.
+    """
+    parts = [str(model_name or result.model_id), f"backend {result.backend}", f"signal {result.signal}",
+             f"schema v{result.schema_version}", f"{len(result.tokens)} tokens", f"stop: {result.stop_reason}"]
+    seconds = result.timings.get("total_s")
+    if isinstance(seconds, (int, float)) and seconds > 0:
+        parts.append(f"{seconds:.1f} s")
+    return " \u00b7 ".join(parts)
+
+
 def render_report(result: TraceResult, previews: Mapping[int, MediaPreview], *, title: str = "OmniTrace report",
                   model_name: str | None = None) -> str:
-    """The report as one HTML string (pure apart from reading the shipped CSS and JS)."""
+    """The report as one HTML string (pure apart from reading the shipped CSS and JS).
+
+    ``model_name``: a display name for the trace's own ``model_id`` (see :func:`trace_caption`).
+    """
     script = explorer_js() + MOUNT
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    caption = (f"{model_name or result.model_id} \u00b7 signal {result.signal} \u00b7 {len(result.tokens)} tokens "
-               f"\u00b7 stop: {result.stop_reason}")
+    caption = trace_caption(result, model_name)
     body = render_explorer(result, previews, caption=caption)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
