@@ -35,6 +35,14 @@ def temp_root() -> Path:
     return _TEMP_ROOT
 
 
+def remove_temp_root() -> None:
+    """Delete the process's temporary folder now, with every session's files (app.py's shutdown)."""
+    global _TEMP_ROOT
+    if _TEMP_ROOT is not None:
+        shutil.rmtree(_TEMP_ROOT, ignore_errors=True)
+        _TEMP_ROOT = None
+
+
 @dataclass(frozen=True)
 class ComposedItem:
     """One input item as composed in the UI.
