@@ -47,8 +47,9 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
     """The explorer app for ``tracer`` (queued; launch it with ``launch_options(settings)``)."""
     limits = settings.limits
     ctx = ViewContext(model_name=model_name or tracer.backend.model_id, device=device, limits=limits,
-                      roots=tuple(upload_roots()))
-    examples = gallery()
+                      roots=tuple(upload_roots()), model_id=tracer.backend.model_id)
+    # the demo model answers only its benchmark's examples: they lead the table on the default model
+    examples = gallery(demo_first=settings.is_default_model)
     with gr.Blocks(title="OmniTrace Explorer", delete_cache=(1800, 3600)) as demo:
         # no time-to-live: Gradio drops (and close_session cleans) the state an hour after the tab closes
         session = gr.State(new_session, delete_callback=close_session)
@@ -57,12 +58,12 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
             with gr.Column(scale=1, min_width=340, elem_classes="ot-sidebar"):
                 compose = build_compose_panel(limits, ctx.roots)
                 trace = build_trace_panel(settings.default_new_tokens, limits, tracer.sources.video_fps)
-                gallery_table = build_gallery(examples)
             with gr.Column(scale=3, min_width=600):
                 with gr.Tabs():
                     with gr.Tab("Explore", id="explore"):
                         with gr.Row():
-                            view_signal = gr.Dropdown(label="Signal shown", choices=[], elem_id="ot-view-signal",
+                            view_signal = gr.Dropdown(label="Signal shown", choices=[trace.signal.value],
+                                                      value=trace.signal.value, elem_id="ot-view-signal",
                                                       scale=1, min_width=180)
                             with gr.Column(scale=4):
                                 curation = build_curation_panel()
@@ -74,6 +75,15 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
                         compare = build_compare_panel()
                     with gr.Tab("Export / load", id="export"):
                         export = build_export_panel()
+                # under the (still small) explorer: in view when the page opens, whatever the tab
+                gallery_table = build_gallery(examples)
+
+        def on_run_signal(current: Session, signal: str):
+            # until the first trace, "Signal shown" is the signal the next run will trace with
+            return gr.skip() if current.results else gr.update(choices=[signal], value=signal)
+
+        trace.signal.change(on_run_signal, [session, trace.signal], view_signal, show_progress="hidden",
+                            api_visibility="private")
 
         def on_items(current: Session, items):
             # before the first trace, the explorer previews the composition (media decoded once, cached)

@@ -15,7 +15,7 @@ TINY_MODEL_NAME = "tiny-qwen2.5-omni (random weights)"
 #: What the header says under the name of a default model (plain text; the header escapes it).
 MODEL_NOTES = {
     DEMO_MODEL_NAME: "It knows only the small world of its benchmark (notes of facts, flat shapes, synthetic "
-                     "sounds, short clips): try the Demo model examples. Start with --model "
+                     "sounds, short clips): try the examples marked demo model. Start with --model "
                      "Qwen/Qwen2.5-Omni-7B for a real model.",
     TINY_MODEL_NAME: "Its weights are random: its text is gibberish, but every trace of it is real. Start with "
                      "--model Qwen/Qwen2.5-Omni-7B for real answers.",

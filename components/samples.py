@@ -8,7 +8,7 @@ it and are then matched by file name.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +20,9 @@ from .session import ComposedItem
 from .settings import EXAMPLES_DIR, InputLimits
 
 GALLERY_FILE = EXAMPLES_DIR / "gallery.json"
+#: ``source_dataset`` of the gallery samples taken from the known-truth benchmark: the bundled demo
+#: model was trained on that benchmark's small world and answers them; it cannot answer the others.
+DEMO_DATASET = "omnitrace-benchmark"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,19 @@ def sample_items(sample_file: SampleFile, key: str, limits: InputLimits,
     return items
 
 
-def gallery() -> SampleFile | None:
-    """The bundled examples (assets/examples/gallery.json), or None if absent."""
-    return read_sample_file(GALLERY_FILE) if GALLERY_FILE.is_file() else None
+def gallery(demo_first: bool = False) -> SampleFile | None:
+    """The bundled examples (assets/examples/gallery.json), or None if absent.
+
+    Args:
+        demo_first: lead with the samples the bundled demo model answers (``DEMO_DATASET``), for
+            the app on its default model; otherwise keep the file's order, which leads with the
+            official samples, for real checkpoints.
+    """
+    if not GALLERY_FILE.is_file():
+        return None
+    examples = read_sample_file(GALLERY_FILE)
+    if not demo_first:
+        return examples
+    order = sorted(range(len(examples.keys)), key=lambda k: examples.samples[k].get("source_dataset") != DEMO_DATASET)
+    return replace(examples, keys=tuple(examples.keys[k] for k in order),
+                   samples=tuple(examples.samples[k] for k in order))

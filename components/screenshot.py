@@ -1,6 +1,6 @@
 """Screenshot of the explorer after a sentence is clicked (docs/explorer.png).
 
-    python -m components.screenshot [--out docs/explorer.png] [--signal attmean] [--example 7]
+    python -m components.screenshot [--out docs/explorer.png] [--signal attmean] [--example 3]
 
 Launches the app on the default (demo) model, runs a gallery example in headless Chromium
 (Debian's ``chromium`` through the playwright package), clicks the first sentence and saves a
@@ -23,8 +23,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def take_screenshot(out: Path, signal: str = "attmean", example: int = 7, width: int = 1440) -> Path:
-    """Run gallery example ``example`` with ``signal`` (p_min off), click sentence 1, save ``out``."""
+def take_screenshot(out: Path, signal: str = "attmean", example: int = 3, width: int = 1440) -> Path:
+    """Run row ``example`` of the examples table (on the demo model, 3 is its video example) with ``signal``
+    (p_min off), click sentence 1, save ``out``."""
     from playwright.sync_api import sync_playwright
 
     from .blocks import build_app, launch_options
@@ -66,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "explorer.png")
     parser.add_argument("--signal", default="attmean")
-    parser.add_argument("--example", type=int, default=7)
+    parser.add_argument("--example", type=int, default=3)
     args = parser.parse_args()
     print(take_screenshot(args.out, args.signal, args.example))
 
