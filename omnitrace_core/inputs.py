@@ -101,7 +101,7 @@ class Sample:
     """One sample of the official JSON format, resolved to items.
 
     Attributes:
-        key: identifier unique within its file (``id``, plus ``task`` when ids repeat).
+        key: identifier unique within its file (see :func:`sample_keys`).
         items: the instruction prompt (if any) followed by the question items, in order.
         raw: the sample as read, for copying metadata (answer, task, ...) to outputs.
     """
@@ -186,10 +186,16 @@ def _entry_transcript(entry: Mapping[str, Any], index: int, kind: str, count: in
 
 
 def sample_keys(samples: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Stable keys for the samples of one file: the ``id``, disambiguated by ``task`` and position.
+    """Stable keys for the samples of one file: ``"id"``, or ``"id:task"`` whenever the sample has a task.
 
-    The official files reuse ids across tasks (two samples with id 0 in the audio file), so the
-    id alone cannot identify a sample.
+    A key that repeats gets ``#1``, ``#2`` ... on its later occurrences. A sample without an id
+    is keyed by its position. The official files reuse ids across tasks (two samples with id 0
+    in the audio file), so the id alone cannot identify a sample. Output records of the batch CLI
+    and truth files of the evaluation commands use these keys.
+
+    Example:
+        >>> sample_keys([{"id": 0, "task": "qa"}, {"id": 0, "task": "qa"}, {"id": 3}, {}])
+        ['0:qa', '0:qa#1', '3', '3#1']
     """
     base = []
     for position, sample in enumerate(samples):

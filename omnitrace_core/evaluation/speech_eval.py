@@ -10,9 +10,11 @@ sample-level protocol: the paper labels support per output sentence with an LLM 
     python -m omnitrace_core.evaluation.speech_eval --questions q.json --truth truth.json \\
         --model Qwen/Qwen2.5-Omni-7B [--asr-model openai/whisper-small] [--output report.json]
 
-The truth file maps sample keys (the ``key`` of the batch CLI's records: the id, plus the task
-where ids repeat) to intervals, ``[start, end]`` or ``{"start", "end", "item"}``, where
-``item`` counts the sample's audio and video entries from 0 (default 0).
+The truth file maps sample keys (the ``key`` of the batch CLI's records, from
+:func:`omnitrace_core.sample_keys`: the id, or ``"id:task"`` whenever the sample has a task, with
+``#1``, ``#2`` ... on repeats) to intervals, ``[start, end]`` or ``{"start", "end", "item"}``, where
+``item`` counts the sample's audio and video entries from 0 (default 0). A key that names no
+sample of the questions file is an error (the message lists the keys that exist).
 """
 
 from __future__ import annotations
@@ -141,9 +143,11 @@ def compare_audio_units(tracer: Any, samples: Sequence[Mapping[str, Any]], truth
     """
     from ..inputs import parse_sample, sample_keys
 
+    keys = sample_keys(samples)
+    check_truth_keys(truth, keys, samples)
     sources = sources or tracer.sources
     report = SpeechComparison(bin_seconds=bin_seconds)
-    for key, raw in zip(sample_keys(samples), samples):
+    for key, raw in zip(keys, samples):
         if key not in truth:
             continue
         try:
@@ -157,10 +161,36 @@ def compare_audio_units(tracer: Any, samples: Sequence[Mapping[str, Any]], truth
             continue
         for mode, result in results.items():
             report.scores[mode][key] = time_f1(predicted_intervals(result), truth[key], bin_seconds)
-    missing = sorted(set(truth) - set(sample_keys(samples)))
-    if missing:
-        logger.warning("truth names samples that are not in the questions: %s", ", ".join(missing))
     return report
+
+
+def check_truth_keys(truth: Mapping[str, Any], keys: Sequence[str], samples: Sequence[Any] = ()) -> None:
+    """Refuse truth that names no sample or samples the questions file does not have.
+
+    Args:
+        truth: sample key -> intervals.
+        keys: the questions file's keys (:func:`omnitrace_core.sample_keys`).
+        samples: the samples, to suggest the right key for a truth key that is a bare id.
+
+    Raises:
+        InputError: naming the unknown keys and the keys that exist.
+    """
+    if not truth:
+        raise InputError(f"the truth names no sample; pass {_TRUTH_FORMAT}")
+    unknown = [key for key in truth if key not in set(keys)]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        same_id = [k for k, raw in zip(keys, samples) if isinstance(raw, Mapping) and str(raw.get("id")) == key]
+        if same_id:
+            hints.append(f"'{key}' is the id of {', '.join(repr(k) for k in same_id)}")
+    shown = ", ".join(repr(k) for k in keys[:10]) + (f" ... ({len(keys)} in all)" if len(keys) > 10 else "")
+    raise InputError(
+        f"the truth names {len(unknown)} sample key(s) the questions file does not have: "
+        f"{', '.join(repr(k) for k in unknown[:10])}{' ...' if len(unknown) > 10 else ''}. A key is the sample's "
+        f"id, or 'id:task' when the sample has a task ({'; '.join(hints) + '; ' if hints else ''}"
+        f"the file's keys: {shown or 'none'})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

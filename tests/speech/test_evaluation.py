@@ -115,3 +115,29 @@ def test_speech_eval_command_line(tiny_model_dir, speech_media, tmp_path, capsys
     # in the segments run each sample has one unit, so everything cited is exactly the true interval
     assert data["modes"]["segments"]["mean"]["f1"] == 1.0
     assert main(["--questions", str(tmp_path / "none.json"), "--truth", str(truth), "--model", "x"]) == 2
+
+
+def test_truth_keys_follow_the_sample_keys_and_unknown_ones_are_errors(tiny_model_dir, speech_media, tmp_path,
+                                                                        capsys):
+    """A sample with a task is keyed "id:task" (as the batch CLI writes it); a truth file keyed by the bare
+    id used to score nothing and print an all-zero table with exit status 0."""
+    samples = _samples(speech_media["audio"])
+    for sample, (start, end) in zip(samples, [(0.5, 2.5), (4.0, 6.5)]):
+        sample["task"] = "asr"
+        sample["question"][0]["transcript"] = [{"start": start, "end": end, "text": "A tone."}]
+    questions = tmp_path / "q.json"
+    questions.write_text(json.dumps(samples), encoding="utf-8")
+    truth = tmp_path / "truth.json"
+
+    def evaluate(data) -> int:
+        truth.write_text(json.dumps(data), encoding="utf-8")
+        return main(["--questions", str(questions), "--truth", str(truth), "--model", str(tiny_model_dir),
+                     "--max-new-tokens", "2", "--device", "cpu"])
+
+    assert evaluate({"7": [[0.5, 2.5]], "8:asr": [[4.0, 6.5]]}) == 2
+    err = capsys.readouterr().err
+    assert ("the truth names 1 sample key(s) the questions file does not have: '7'. A key is the sample's id, or "
+            "'id:task' when the sample has a task ('7' is the id of '7:asr'; the file's keys: '7:asr', '8:asr')") in err
+    assert evaluate({}) == 2 and "names no sample" in capsys.readouterr().err
+    assert evaluate({"7:asr": [[0.5, 2.5]], "8:asr": [[4.0, 6.5]]}) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["bins", "2"]
