@@ -291,15 +291,21 @@ class Tracer:
             yield TraceStep(index=index, token_id=next_id, token_text=piece, text=text, unit=unit,
                             confidence=confidence, result=snapshot)
         t_end = time.perf_counter()
+        post_hoc_s = 0.0
+        if signal_obj.post_hoc and generated:  # scored from the finished output (see Signal.post_hoc)
+            packed = list(signal_obj.score_output(backend, items, prepared, source_set, generated, src_config,
+                                                  self.system_prompt))
+            post_hoc_s = time.perf_counter() - t_end
         decode_s = t_end - t_prefilled
         timings = {
             "prepare_s": t_prepared - t_start,
             "speech_s": t_speech,
             "prefill_s": t_prefilled - t_prepared,
             "decode_s": decode_s,
-            "total_s": t_end - t_start,
+            "total_s": t_end - t_start + post_hoc_s,
             "first_token_s": first_token_s if first_token_s is not None else t_end - t_start,
             "tokens_per_s": len(generated) / decode_s if decode_s > 0 else 0.0,
+            **({"post_hoc_s": post_hoc_s} if signal_obj.post_hoc else {}),
         }
         result = self._assemble(generated, offsets, packed, stop_reason, timings, **context)
         last_unit, last_conf = (-1, 0.0)
@@ -323,6 +329,8 @@ class Tracer:
         with recording(recorder), torch.set_grad_enabled(signal_obj.needs_gradients):
             logits = self.backend.step(prepared, token, position, cache)
         next_id = choose(logits, generated)
+        if signal_obj.post_hoc:  # nothing to score until the output is complete
+            return next_id, np.zeros(2 * reducer.atoms + 1)
         rows = recorder.ordered_rows()
         grads = None
         if signal_obj.needs_gradients:

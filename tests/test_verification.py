@@ -305,3 +305,37 @@ def test_silencing_the_labelled_second_drops_its_sentence_most(demo_tracer):
                 checked += 1
             described.add(labelled)
     assert checked >= 6
+
+
+# --------------------------------------------------------------------------------------------
+# The occlusion signal
+# --------------------------------------------------------------------------------------------
+def test_occlusion_scores_on_a_hand_worked_table():
+    from omnitrace_core.signals.occlusion import occlusion_scores
+
+    drops = np.array([[2.0, -1.0, 6.0], [0.0, -0.5, 0.0]])  # 2 tokens x 3 units
+    atom_unit = np.array([0, 2, 2, 1])  # unit 2 has two atoms (say, two tiles)
+    out = occlusion_scores(drops, atom_unit)
+    np.testing.assert_allclose(out[0], [0.25, 0.375, 0.375, 0.0, 0.25, 0.75, 0.75, 0.0, 0.0])
+    np.testing.assert_allclose(out[1], np.zeros(9))  # no removal lowers the token: no evidence
+
+
+def test_occlusion_signal_traces_through_the_engine(tracer, traced):
+    from omnitrace_core import list_signals
+
+    assert "occlusion" in list_signals()
+    items, plain = traced
+    result = tracer.trace(items, signal="occlusion", generation=GEN, sources=SourceConfig(audio_bin_seconds=1.0))
+    assert [t.token_id for t in result.tokens] == [t.token_id for t in plain.tokens]  # generation is untouched
+    assert result.signal == "occlusion" and result.timings["post_hoc_s"] > 0
+    unit_sum, unit_max = result.unit_scores()
+    totals = unit_sum.sum(axis=1)
+    assert np.all(unit_sum >= 0) and np.all((np.abs(totals - 1) < 1e-6) | (totals == 0))
+    np.testing.assert_allclose(unit_max, unit_sum, atol=1e-6)  # a unit's atoms carry its score whole
+    # the same drops measured by a verifier on the attention trace's identical tokens
+    verifier = _verifier(tracer, plain, items, "input")
+    drops = verifier.token_drops(range(len(plain.units)))
+    positive = np.clip(drops, 0, None)
+    expected = positive / np.where(positive.sum(1, keepdims=True) > 0, positive.sum(1, keepdims=True), 1)
+    np.testing.assert_allclose(unit_sum, expected, atol=1e-4)
+    assert TraceResult.from_json(result.to_json()) == result

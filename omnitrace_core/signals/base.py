@@ -3,13 +3,20 @@
 A signal turns the captured decode-step attention rows (and, if it asks for them, their
 gradients w.r.t. log p(y_t)) into one non-negative score per context position. The engine reads
 a signal's declared needs (which layers, gradients or not) and captures nothing else.
+
+A *post-hoc* signal (``post_hoc = True``, e.g. ``occlusion``) needs the whole output before it
+can score anything: the engine generates with nothing captured, then calls its
+:meth:`Signal.score_output` once, and the per-token atom scores it returns fill the result
+exactly as a step-wise signal's do, so curation, re-curation and every view work unchanged.
+Streamed steps of such a trace carry no unit (nothing is known until the output is complete).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import UnknownNameError
@@ -24,6 +31,23 @@ class Signal(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False
+    #: Scored once from the finished output (:meth:`score_output`), not per decode step.
+    post_hoc: ClassVar[bool] = False
+
+    def score_output(self, backend: Any, items: Sequence[Any], prepared: Any, sources: Any,
+                     generated: Sequence[int], source_config: Any, system_prompt: str | None) -> np.ndarray:
+        """Per-token atom scores of a finished output (post-hoc signals only).
+
+        Args:
+            backend, items, prepared, sources: the traced model, inputs, prepared prompt and source set.
+            generated: the T generated token ids (EOS excluded).
+            source_config, system_prompt: the settings the prompt was prepared with.
+
+        Returns:
+            (T, 2A + 1): per token, the A atom sums, the A atom maxima and the mass outside every
+            source, as a step-wise signal's scores are reduced by the engine.
+        """
+        raise NotImplementedError(f"signal '{self.name}' scores decode steps, not finished outputs")
 
     @abstractmethod
     def layers(self, num_layers: int) -> tuple[int, ...]:
