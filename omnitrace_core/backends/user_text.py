@@ -18,8 +18,9 @@ Three guarantees, whatever the text (any Unicode, any string the model's tokeniz
   ranges of an item's tokens always rebuild the item exactly.
 
 Everywhere else the prompt ids are the tokeniser's own on the whole string, as the processor makes
-them. Two adjacent text items never share a token: where a merge would join them (``"Hello "`` +
-``"world"`` gives the token ``" world"``), that stretch is tokenised in two pieces.
+them. Two text items never share a token: where a merge would join them (``"Hello "`` + ``"world"``
+gives the token ``" world"``; ``">"``, a line break between texts and ``"\n"`` give ``">\n\n"``),
+that stretch is tokenised in pieces, one text item each.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class PromptTokens:
         ids: (L,) token ids.
         offsets: (L, 2) [start, end) character span of each token in the text.
         resplit: whether some stretch was tokenised in pieces (user text holding a special-token
-            string, or two adjacent text items a token would join), so that the ids differ from a
+            string, or two text items a token would join), so that the ids differ from a
             plain tokenisation of the whole text.
     """
 
@@ -136,9 +137,10 @@ def tokenize_prompt(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]],
     """Tokenise a prompt as the processor does, except that user text stays text.
 
     The whole text is tokenised at once (the processor's ids). A stretch between two of the
-    template's special tokens is tokenised again, in pieces and with special tokens split, if a user
-    span in it holds a special token or a token there straddles two user spans: tokenisers treat the
-    stretches between special tokens independently, so nothing else changes.
+    template's special tokens is tokenised again, in pieces (one per user span) and with special
+    tokens split, if a user span in it holds a special token or a token there straddles two user
+    spans: tokenisers treat the stretches between special tokens independently, so nothing else
+    changes.
 
     Args:
         tokenizer: the processor's (fast) tokenizer.
@@ -218,9 +220,14 @@ def _stretch_of(stretches: list[tuple[int, int]], starts: list[int], s: int, e: 
 
 def _tokenize_pieces(tokenizer: Any, text: str, stretch: tuple[int, int],
                      spans: list[tuple[int, int]]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """Tokenise a stretch with special tokens split, cut where two user spans meet."""
+    """Tokenise a stretch with special tokens split, cut after each user span that another one follows in it.
+
+    Each piece then holds one user span, with the template text before it (a separator between
+    two texts, such as a line break, can join both of them into one token otherwise).
+    """
     lo, hi = stretch
-    cuts = sorted({a for _, a in spans if lo < a < hi and any(b == a for b, _ in spans)})
+    inside = [(a, b) for a, b in spans if lo <= a and b <= hi]
+    cuts = [end for (_, end), _ in zip(inside, inside[1:])]
     out = []
     for a, b in zip([lo, *cuts], [*cuts, hi]):
         if b <= a:

@@ -51,15 +51,23 @@ def test_special_token_strings_in_user_text_are_split_and_the_rest_is_the_tokeni
     assert tokens.ids[-7:] == plain[-7:]
 
 
-def test_adjacent_text_items_never_share_a_token(tokenizer):
-    prompt = "<|im_start|>user\nHello world<|im_end|>\n"
-    first, second = (17, 23), (23, 28)  # "Hello " and "world": whole, the space goes with " world"
-    assert tokenize_prompt(tokenizer, prompt, [(17, 28)], False).ids == tokenizer(prompt)["input_ids"]
-    tokens = tokenize_prompt(tokenizer, prompt, [first, second], False)
+@pytest.mark.parametrize("first, between, second", [("Hello ", "", "world"), (">", "\n", "\n")])
+def test_two_text_items_never_share_a_token(tokenizer, first, between, second):
+    """Tokenised whole, "Hello " + "world" gives the token " world"; ">", a separating line break and a
+    line-break item give one token too."""
+    prompt = f"<|im_start|>user\n{first}{between}{second}<|im_end|>\n"
+    lo = len("<|im_start|>user\n")
+    spans = [(lo, lo + len(first)), (lo + len(first + between), lo + len(first + between + second))]
+    assert tokenize_prompt(tokenizer, prompt, [(lo, spans[1][1])], False).ids == tokenizer(prompt)["input_ids"]
+    tokens = tokenize_prompt(tokenizer, prompt, spans, False)
     assert tokens.resplit
-    for lo, hi in (first, second):
-        inside = (tokens.offsets[:, 0] >= lo) & (tokens.offsets[:, 1] <= hi)
-        assert tokenizer.decode(np.asarray(tokens.ids)[inside].tolist()) == prompt[lo:hi]
+
+    def touching(a, b):
+        return (tokens.offsets[:, 1] > a) & (tokens.offsets[:, 0] < b)
+
+    assert not (touching(*spans[0]) & touching(*spans[1])).any()
+    for a, b in spans:
+        assert prompt[a:b] in tokenizer.decode(np.asarray(tokens.ids)[touching(a, b)].tolist())
 
 
 def test_tag_expansions_that_merge_with_neighbouring_text_lay_out(tokenizer):
