@@ -686,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     misc = trace.add_argument_group("reporting")
     misc.add_argument("--no-progress", action="store_true", help="no progress bar")
     misc.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: info, -vv: debug)")
+    from .verify_cli import add_verify_parser
+
+    add_verify_parser(commands)
     return parser
 
 
@@ -764,6 +767,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _setup_logging(args.verbose)
+    if args.command == "verify":
+        from .verify_cli import run_verify
+
+        return run_verify(args)
     summary = None
     try:
         shard = parse_shard(args.shard) if args.shard is not None else shard_from_env()
