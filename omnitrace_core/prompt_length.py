@@ -28,6 +28,7 @@ from .config import GenerationConfig
 from .errors import InputError, MediaError
 from .inputs import AudioItem, Item, item_label
 from .layout import KIND_NAMES
+from .media import AudioClip, probe_duration
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ def audio_token_floor(items: Sequence[Item], backend: Any) -> list[InputTokens]:
     seconds_per_token = getattr(backend, "audio_seconds_per_token", None)
     if not isinstance(seconds_per_token, (int, float)) or seconds_per_token <= 0:
         return []
-    from .media import AudioClip, probe_duration
-
     floors = []
     for item in items:
         if not isinstance(item, AudioItem):
