@@ -5,11 +5,16 @@
     python -m omnitrace_core.evaluate --questions q.json --ground-truth labels.json --model DIR
     python -m omnitrace_core.evaluate --questions q.json --ground-truth labels.json \\
         --traces attmean=out.jsonl --baselines random       # score existing traces, no model needed
+    python -m omnitrace_core.evaluate --faithfulness --limit 40   # + what removing the cited units does
+    python -m omnitrace_core.evaluate --faithfulness --questions q.json --model DIR   # no labels needed
 
 It traces the samples with every requested signal (through the batch CLI's loop, so traces land
 in ``--work-dir`` and a rerun resumes), builds the baselines (thresholds tuned on the ``dev``
 split), re-curates the traces for the ablations and token-rule comparison, and prints a
-Markdown report (``--report`` / ``--json`` write it to files). Exit codes: 0 done, 2 bad usage.
+Markdown report (``--report`` / ``--json`` write it to files). ``--faithfulness`` adds, per
+method and modality, what removing the cited units does (comprehensiveness, sufficiency, top-k
+drop, agreement with occlusion; see ``omnitrace_core.evaluation.faithfulness``) and, with labels,
+whether the labels themselves are causal. Exit codes: 0 done, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -60,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     method.add_argument("--no-ablations", action="store_true", help="skip the ablations and token-rule comparison")
     method.add_argument("--alignment", default="text", choices=("text", "index"),
                         help="how expected sentences are matched to output sentences (default: text)")
+    faith = parser.add_argument_group("faithfulness (verification; no labels needed)")
+    faith.add_argument("--faithfulness", action="store_true",
+                       help="measure each method's citations by removing units (teacher forcing): comprehensiveness, "
+                            "sufficiency, top-k drop, agreement with occlusion; with labels also label validity and "
+                            "F1 against causal labels")
+    faith.add_argument("--verify-mode", default="input", choices=("input", "knockout"),
+                       help="removal mode: change the input and re-encode, or block attention (default: input)")
+    faith.add_argument("--threshold", type=float, default=None, metavar="NATS",
+                       help="log-probability drop of a strong unit (default: ln 2, the sentence's probability halves)")
+    faith.add_argument("--top-k", default="1,3", metavar="K,K", help="k of the top-k removal drops (default: 1,3)")
     out = parser.add_argument_group("output")
     out.add_argument("--work-dir", metavar="DIR", help="where traces are written (resumable; default: a temp folder)")
     out.add_argument("--report", metavar="FILE.md", help="write the Markdown report here too")
@@ -69,17 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split(name: str, questions: Path, truth: Path | None, limit: int | None):
+def _split(name: str, questions: Path, truth: Path | None, limit: int | None, required: bool = True):
     from .cli import UsageError, load_questions, media_bases
     from .evaluation.groundtruth import GroundTruth
     from .evaluation.runner import Split
 
     if truth is None or not Path(truth).is_file():
-        raise UsageError(f"ground truth for '{questions}' not found (give --ground-truth)")
+        if required:
+            raise UsageError(f"ground truth for '{questions}' not found (give --ground-truth, or --faithfulness "
+                             "for the measures that need no labels)")
+        labels = GroundTruth(())
+    else:
+        labels = GroundTruth.load(truth)
     samples = load_questions(questions)
     if limit is not None:
         samples = samples[:limit]
-    return Split(name, samples, GroundTruth.load(truth), media_bases(questions))
+    return Split(name, samples, labels, media_bases(questions))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,10 +111,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from .signals import list_signals
 
     started = time.perf_counter()
+    ks = _top_k(args.top_k)
     if args.questions:
-        test = _split("custom", Path(args.questions), args.ground_truth and Path(args.ground_truth), args.limit)
+        test = _split("custom", Path(args.questions), args.ground_truth and Path(args.ground_truth), args.limit,
+                      required=not args.faithfulness)
         dev = (_split("tune", Path(args.tune_questions), args.tune_ground_truth and Path(args.tune_ground_truth),
-                      args.limit) if args.tune_questions else None)
+                      args.limit) if args.tune_questions and test.truth.samples else None)
     else:
         root = Path(args.benchmark)
         if not (root / args.split / QUESTIONS_FILE).is_file():
@@ -150,27 +172,95 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return list(parse_sample(keys[str(record["key"])], str(record["key"]), split.bases).items)
 
     first = traced[signals[0]]
-    methods = {s: R.summarise(R.predictions(t), t, args.alignment) for s, t in traced.items()}
-    baseline_scores, baseline_settings = R.baseline_methods(
-        baseline_names, first, dev_traced, lambda: tracer().backend,
-        items_for, (test, dev), sources, args.alignment)
-    methods.update(baseline_scores)
-    best = max(signals, key=lambda s: R.mean_f1(methods[s]))
+    labelled = bool(test.truth.samples)
+    runs = R.run_baselines(baseline_names, first, dev_traced, lambda: tracer().backend, items_for, (test, dev),
+                           sources, args.alignment, labelled=labelled)
     report: dict[str, Any] = {
         "model": first.results[0].model_id, "split": test.name, "samples": len(first.records),
-        "alignment": args.alignment, "signals": signals, "best_signal": best,
-        "aligned_sentences": methods[best]["aligned_sentences"], "expected_sentences": methods[best]["expected_sentences"],
-        "outputs": R.accuracy(first), "methods": methods, "baseline_settings": baseline_settings,
+        "alignment": args.alignment, "signals": signals,
+        "baseline_settings": {name: run.settings for name, run in runs.items()}, "checks": [],
     }
-    if not args.no_ablations:
-        curation = traced[best].results[0].curation
-        report["ablations"] = R.curation_variants(traced[best], curation, args.alignment)
-        report["token_rules"] = {s: R.token_rule_variants(t, t.results[0].curation, args.alignment)
-                                 for s, t in traced.items()}
-    report["checks"] = R.check_targets(methods, signals, best, baseline_names)
+    if labelled:
+        methods = {s: R.summarise(R.predictions(t), t, args.alignment) for s, t in traced.items()}
+        methods.update(R.baseline_methods(baseline_names, first, dev_traced, lambda: tracer().backend, items_for,
+                                          (test, dev), sources, args.alignment, runs=runs)[0])
+        best = max(signals, key=lambda s: R.mean_f1(methods[s]))
+        report.update({"best_signal": best, "aligned_sentences": methods[best]["aligned_sentences"],
+                       "expected_sentences": methods[best]["expected_sentences"], "outputs": R.accuracy(first),
+                       "methods": methods})
+        if not args.no_ablations:
+            curation = traced[best].results[0].curation
+            report["ablations"] = R.curation_variants(traced[best], curation, args.alignment)
+            report["token_rules"] = {s: R.token_rule_variants(t, t.results[0].curation, args.alignment)
+                                     for s, t in traced.items()}
+        report["checks"] = R.check_targets(methods, signals, best, baseline_names)
+    if args.faithfulness:
+        from .evaluation import faithfulness as F
+
+        report["faithfulness"] = _faithfulness(args, test, traced, runs, signals, lambda r: items_for(test, r),
+                                               lambda: tracer().backend, work, ks)
+        report["checks"] += F.check_targets(report["faithfulness"]["summary"],
+                                            report["faithfulness"].get("label_validity"), signals)
     report["work_dir"] = str(work)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
+
+
+def _top_k(text: str) -> tuple[int, ...]:
+    from .cli import UsageError
+
+    try:
+        ks = tuple(sorted({int(k) for k in str(text).split(",") if k.strip()}))
+    except ValueError:
+        ks = ()
+    if not ks or ks[0] < 1:
+        raise UsageError(f"--top-k takes k >= 1 separated by commas (e.g. 1,3), got '{text}'")
+    return ks
+
+
+def _faithfulness(args: argparse.Namespace, test: Any, traced: dict[str, Any], runs: dict[str, Any],
+                  signals: Sequence[str], items_for: Any, backend_fn: Any, work: Path,
+                  ks: Sequence[int]) -> dict[str, Any]:
+    """Verify every sample of the first signal's traces and set every method against the measurements."""
+    from .evaluation import faithfulness as F
+    from .evaluation import runner as R
+    from .evaluation.scoring import score
+    from .verification import DEFAULT_THRESHOLD
+
+    started = time.perf_counter()
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else float(args.threshold)
+    reference = traced[signals[0]]
+    keys = [str(r["key"]) for r in reference.records]
+    methods: dict[str, list] = {}
+    for signal, t in traced.items():
+        by_key = {str(r["key"]): res for r, res in zip(t.records, t.results)}
+        methods[signal] = [F.signal_input(by_key[k]) if k in by_key else F.MethodInput(None, None, tokens=(-1,))
+                           for k in keys]
+    for name, run in runs.items():
+        if run.tables is None and run.preds is None:
+            continue
+        methods[name] = [F.MethodInput(
+            curated=None if run.preds is None else [span.units for span in run.preds[i].spans],
+            rankings=None if run.tables is None else run.tables[i]) for i in range(len(keys))]
+    rows = F.measure_split(backend_fn, reference.records, reference.results, methods, items_for,
+                           mode=args.verify_mode, ks=ks, cache=work / f"{test.name}.faithfulness.jsonl",
+                           progress=not args.no_progress)
+    out: dict[str, Any] = {"mode": args.verify_mode, "threshold": round(threshold, 6), "top_k": list(ks),
+                           "summary": F.summarise(rows, threshold, ks),
+                           "forwards": sum(int(r["cost"]["forwards"]) for r in rows),
+                           "verify_seconds": round(sum(float(r["cost"]["seconds"]) for r in rows), 1)}
+    if test.truth.samples:
+        measures = {str(r["key"]): r for r in rows}
+        out["label_validity"] = F.label_validity(reference.results, reference.truths, measures, keys, args.alignment)
+        causal = F.causal_truth(reference.results, reference.truths, measures, reference.records, args.alignment)
+        causal_map = {s.key: s for s in causal.samples}
+        preds = {s: R.predictions(t) for s, t in traced.items()}
+        preds.update({name: run.preds for name, run in runs.items() if run.preds is not None})
+        out["f1"] = {name: {"constructed": score(p, reference.truth_map(), args.alignment).to_dict()["modalities"],
+                            "causal": score(p, causal_map, "text").to_dict()["modalities"]}
+                     for name, p in preds.items()}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,8 @@ class VerifySummary:
     def line(self) -> str:
         state = "interrupted" if self.interrupted else "done"
         return (f"omnitrace verify {state}: {self.ok} ok, {self.errors} errors, {self.skipped} skipped (already "
-                f"verified) of {self.total} traces, {self.forwards} forwards in {self.elapsed_s:.1f} s -> {self.output}")
+                f"verified) of {self.total} traces, {self.forwards} forwards in {self.elapsed_s:.1f} s "
+                f"-> {self.output}")
 
 
 def read_traces(path: str | Path) -> list[dict[str, Any]]:
@@ -151,7 +152,8 @@ def verify_batch(tracer: Any, records: Sequence[Mapping[str, Any]], output: str 
                                                                                exc.__traceback__)[-12:])
                         _free_accelerator_memory()
                     summary.errors += 1
-                    logger.warning("trace %s not verified: %s: %s", record.get("key"), line["error_type"], line["error"])
+                    logger.warning("trace %s not verified: %s: %s", record.get("key"), line["error_type"],
+                                   line["error"])
                 handle.write(_dumps(line) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -200,7 +202,8 @@ def add_verify_parser(commands: Any) -> argparse.ArgumentParser:
         description="Add a verification (what removing each source unit does to each output sentence) to every "
                     "trace of a JSON Lines file written by `trace`.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    verify.add_argument("--traces", required=True, metavar="TRACES.jsonl", help="output of `python -m omnitrace_core trace`")
+    verify.add_argument("--traces", required=True, metavar="TRACES.jsonl",
+                        help="output of `python -m omnitrace_core trace`")
     verify.add_argument("--output", "-o", required=True, metavar="OUT.jsonl",
                         help="JSON Lines output, appended to (resumed) unless --overwrite")
     verify.add_argument("--questions", metavar="FILE.json", help="the samples file the traces were made from "
@@ -209,7 +212,8 @@ def add_verify_parser(commands: Any) -> argparse.ArgumentParser:
     verify.add_argument("--mode", default="input", choices=("input", "knockout"), help="removal mode (default: input)")
     verify.add_argument("--top-k", default="1,3", metavar="K,K", help="k of the top-k removal drops (default: 1,3)")
     verify.add_argument("--threshold", type=float, default=None, metavar="NATS",
-                        help="log-probability drop of a strong effect (default: ln 2, the sentence's probability halves)")
+                        help="log-probability drop of a strong effect (default: ln 2: the sentence's probability "
+                             "halves)")
     verify.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="removals per forward")
     verify.add_argument("--model", metavar="ID_OR_DIR", help="the checkpoint that traced them (default: as recorded)")
     verify.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))

@@ -1,4 +1,4 @@
-"""``python -m omnitrace_core verify`` on demo-model traces of the benchmark: same numbers as the API, resume, errors."""
+"""``python -m omnitrace_core verify`` on demo-model benchmark traces: the API's numbers, resume, errors."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_verify_command_matches_the_api_and_resumes(traces, tmp_path):
     assert [r["key"] for r in again] == [r["key"] for r in records]
     assert again[0] == records[0] and all(r["status"] == "ok" for r in again)
     for fresh, first in zip(again[1:], records[1:]):
-        np.testing.assert_allclose(fresh["result"]["verification"]["effects"], first["result"]["verification"]["effects"])
+        np.testing.assert_allclose(fresh["result"]["verification"]["effects"],
+                                   first["result"]["verification"]["effects"])
 
     # other settings on the same output are refused, not mixed in
     assert main(["verify", "--traces", str(traces), "--output", str(out), "--mode", "input", "--no-progress"]) == 2

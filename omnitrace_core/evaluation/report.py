@@ -100,18 +100,80 @@ def targets_lines(checks: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+_SCOPES = {"all": "All units", "text": "Text units", "image": "Image units", "audio": "Audio units",
+           "video": "Video units"}
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def method_label(name: str, signals: Any) -> str:
+    return f"OmniTrace {name}" if name in signals else _BASELINE_NAMES.get(name, name)
+
+
+def faithfulness_tables(f: Mapping[str, Any], signals: Any) -> list[str]:
+    """Per scope: comprehensiveness, sufficiency, top-k drops, agreement with occlusion, per method."""
+    summary, ks = f["summary"], f["top_k"]
+    lines = [f"Removal mode `{f['mode']}`. Drops in the sentence's log-probability (nats, summed over its tokens) "
+             f"when units are removed, teacher-forcing the output. A unit is *strong* for a sentence when removing it "
+             f"drops the log-probability by more than {f['threshold']:.3f} nats; a scope's sentences are those with a "
+             f"strong unit of the scope ({summary['sentences_without_strong_unit']} of {summary['sentences_total']} "
+             f"output sentences have none). {f['forwards']} teacher-forced forwards, {f['seconds']:.0f} s.", ""]
+    for scope in _SCOPES:
+        rows = [(name, per[scope]) for name, per in summary["methods"].items() if scope in per]
+        if not rows:
+            continue
+        lines += [f"### {_SCOPES[scope]} ({summary['sentences'].get(scope, 0)} sentences)", "",
+                  "| Method | Cited units | Comprehensiveness ↑ | Sufficiency ↓ | "
+                  + " | ".join(f"Top-{k} drop ↑" for k in ks)
+                  + " | Precision vs occlusion | Recall vs occlusion | Spearman vs occlusion |",
+                  "|---|" + "---:|" * (6 + len(ks))]
+        for name, v in rows:
+            tops = " | ".join(_num(v["top_k"].get(str(k))) for k in ks)
+            lines.append(f"| {method_label(name, signals)} | {_num(v.get('cited'), 1)} | "
+                         f"{_num(v['comprehensiveness'])} | {_num(v['sufficiency'])} | {tops} | "
+                         f"{_num(v['precision'], 1)} | {_num(v['recall'], 1)} | {_num(v['spearman'])} |")
+        lines.append("")
+    return lines
+
+
+def validity_table(validity: Mapping[str, Any]) -> list[str]:
+    lines = ["| Units | Labelled | Labelled: removal changes the sentence | Unlabelled | "
+             "Unlabelled: removal changes the sentence |", "|---|---:|---:|---:|---:|"]
+    for scope, v in validity.items():
+        lines.append(f"| {_SCOPES.get(scope, scope)} | {v['labelled']} | {_pct(v['labelled_changed'])} | "
+                     f"{v['unlabelled']} | {_pct(v['unlabelled_changed'])} |")
+    return lines
+
+
+def causal_f1_table(f1: Mapping[str, Any], signals: Any) -> list[str]:
+    head = " | ".join(f"{_HEAD[m]}: constructed | causal" for m in MODALITIES)
+    lines = [f"| Method | {head} |", "|---|" + "---:|" * (2 * len(MODALITIES))]
+    for name, v in f1.items():
+        cells = " | ".join(f"{_num(v['constructed'].get(m, {}).get('f1'))} | {_num(v['causal'].get(m, {}).get('f1'))}"
+                           for m in MODALITIES)
+        lines.append(f"| {method_label(name, signals)} | {cells} |")
+    return lines
+
+
 def render(report: Mapping[str, Any]) -> str:
     """The whole report as Markdown."""
     best = report.get("best_signal")
-    out = [f"# OmniTrace evaluation: {report['model']}", "",
-           f"Split `{report['split']}`: {report['samples']} samples; sentences aligned with the ground truth: "
-           f"{report['aligned_sentences']} of {report['expected_sentences']} (alignment: {report['alignment']}).", ""]
+    out = [f"# OmniTrace evaluation: {report['model']}", ""]
+    if report.get("methods") is None:
+        out += [f"Split `{report['split']}`: {report['samples']} samples, no labels.", ""]
+    else:
+        out += [f"Split `{report['split']}`: {report['samples']} samples; sentences aligned with the ground truth: "
+                f"{report['aligned_sentences']} of {report['expected_sentences']} (alignment: {report['alignment']}).",
+                ""]
     if report.get("outputs"):
         out += ["## Outputs", ""] + outputs_table(report["outputs"]) + [""]
-    out += ["## Attribution (paper Table 2 layout)", "",
-            "Span-level F1 for text and image sources, Time-F1 over 1 s bins for audio and video; macro "
-            "averages over output sentences. Option consistency: appendix B.3.", ""]
-    out += methods_table(report) + [""]
+    if report.get("methods") is not None:
+        out += ["## Attribution (paper Table 2 layout)", "",
+                "Span-level F1 for text and image sources, Time-F1 over 1 s bins for audio and video; macro "
+                "averages over output sentences. Option consistency: appendix B.3.", ""]
+        out += methods_table(report) + [""]
     if best:
         out += [f"### Per task: OmniTrace {best}", ""] + task_table(report["methods"][best]) + [""]
     if report.get("ablations"):
@@ -120,6 +182,18 @@ def render(report: Mapping[str, Any]) -> str:
     if report.get("token_rules"):
         out += ["## Token -> source reduction: summed mass (`sum`) vs strongest token (`max_token`)", ""]
         out += rules_table(report["token_rules"]) + [""]
+    faith = report.get("faithfulness")
+    if faith:
+        out += ["## Faithfulness (verification by removal)", ""] + faithfulness_tables(faith, report["signals"])
+        if faith.get("label_validity"):
+            out += ["### Are the labels causal?", "",
+                    "Over the output sentences aligned with the labels: how often removing a labelled source, and "
+                    "an unlabelled unit, changes the sentence (greedy decoding no longer writes it).", ""]
+            out += validity_table(faith["label_validity"]) + [""]
+        if faith.get("f1"):
+            out += ["### F1 against the constructed labels and against causal labels", "",
+                    "Causal labels: the units whose removal changes the sentence, on the same aligned sentences.", ""]
+            out += causal_f1_table(faith["f1"], report["signals"]) + [""]
     if report.get("checks"):
         out += ["## Targets", ""] + targets_lines(report["checks"]) + [""]
     return "\n".join(out)

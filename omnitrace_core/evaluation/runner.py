@@ -125,16 +125,31 @@ def mean_f1(summary: Mapping[str, Any]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, backend_fn: Callable[[], Any],
-                     items_fn: Callable[[Split, dict[str, Any]], list], splits: tuple[Split, Split | None],
-                     sources: SourceConfig, alignment: str, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Scores of the requested baselines on ``test`` (thresholds tuned on ``dev``) and their settings."""
-    results: dict[str, Any] = {}
-    settings: dict[str, Any] = {}
+@dataclass
+class BaselineRun:
+    """One baseline on the scored split: its predictions and per-sentence unit scores.
+
+    ``preds``: thresholded predictions (None when there are no labels to tune thresholds on);
+    ``tables``: per record, per output sentence, unit -> score (None for self-attribution).
+    """
+
+    preds: list[SamplePrediction] | None
+    tables: list[B.ScoreTable] | None
+    settings: dict[str, Any]
+    seconds: float
+
+
+def run_baselines(names: Sequence[str], test: Traced, dev: Traced | None, backend_fn: Callable[[], Any],
+                  items_fn: Callable[[Split, dict[str, Any]], list], splits: tuple[Split, Split | None],
+                  sources: SourceConfig, alignment: str, seed: int = 0, labelled: bool = True
+                  ) -> dict[str, BaselineRun]:
+    """The requested baselines on ``test`` (thresholds tuned on ``dev``, or on ``test`` without a dev split;
+    without labels only their scores)."""
+    runs: dict[str, BaselineRun] = {}
     test_base = predictions(test)
     dev_base = predictions(dev) if dev is not None else None
     tune_on = (dev_base, dev) if dev_base is not None else (test_base, test)
-    if dev is None:
+    if dev is None and labelled:
         logger.warning("no tuning split: baseline thresholds are tuned on the scored split itself")
 
     def tables_for(name: str, traced: Traced, split: Split) -> list[B.ScoreTable]:
@@ -147,12 +162,16 @@ def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, bac
     for name in names:
         started = time.perf_counter()
         if name in ("random", "embedding"):
-            tune_tables = tables_for(name, tune_on[1], splits[1] if dev is not None else splits[0])
-            thresholds = B.tune_thresholds(tune_on[0], tune_tables,
-                                           lambda p: score(p, tune_on[1].truth_map(), alignment))
-            test_tables = tune_tables if dev is None else tables_for(name, test, splits[0])
-            preds = B.predictions_at(test_base, test_tables, thresholds)
-            settings[name] = {"description": B.describe(name), "thresholds": thresholds}
+            if not labelled:
+                runs[name] = BaselineRun(None, tables_for(name, test, splits[0]),
+                                         {"description": B.describe(name)}, 0.0)
+            else:
+                tune_tables = tables_for(name, tune_on[1], splits[1] if dev is not None else splits[0])
+                thresholds = B.tune_thresholds(tune_on[0], tune_tables,
+                                               lambda p: score(p, tune_on[1].truth_map(), alignment))
+                test_tables = tune_tables if dev is None else tables_for(name, test, splits[0])
+                runs[name] = BaselineRun(B.predictions_at(test_base, test_tables, thresholds), test_tables,
+                                         {"description": B.describe(name), "thresholds": thresholds}, 0.0)
         elif name == "self":
             backend = backend_fn()
             chosen, parsed, total = [], 0, 0
@@ -161,14 +180,26 @@ def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, bac
                 chosen.append(units)
                 parsed += ok
                 total += len(result.spans)
-            preds = [B.as_prediction(p, c) for p, c in zip(test_base, chosen)]
-            settings[name] = {"description": B.describe(name), "parsed": parsed, "asked": total,
-                              "follows_prompt": parsed > 0}
+            runs[name] = BaselineRun([B.as_prediction(p, c) for p, c in zip(test_base, chosen)], None,
+                                     {"description": B.describe(name), "parsed": parsed, "asked": total,
+                                      "follows_prompt": parsed > 0}, 0.0)
         else:
             raise InputError(f"unknown baseline {name!r}; known: random, embedding, self")
-        results[name] = summarise(preds, test, alignment)
-        results[name]["seconds"] = round(time.perf_counter() - started, 1)
-    return results, settings
+        runs[name].seconds = round(time.perf_counter() - started, 1)
+    return runs
+
+
+def baseline_methods(names: Sequence[str], test: Traced, dev: Traced | None, backend_fn: Callable[[], Any],
+                     items_fn: Callable[[Split, dict[str, Any]], list], splits: tuple[Split, Split | None],
+                     sources: SourceConfig, alignment: str, seed: int = 0,
+                     runs: Mapping[str, BaselineRun] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Scores of the requested baselines on ``test`` (thresholds tuned on ``dev``) and their settings
+    (``runs``: baselines already run by :func:`run_baselines`)."""
+    if runs is None:
+        runs = run_baselines(names, test, dev, backend_fn, items_fn, splits, sources, alignment, seed)
+    results = {name: {**summarise(run.preds, test, alignment), "seconds": run.seconds}
+               for name, run in runs.items() if run.preds is not None}
+    return results, {name: run.settings for name, run in runs.items()}
 
 
 def curation_variants(traced: Traced, signal_curation: CurationConfig, alignment: str) -> dict[str, Any]:

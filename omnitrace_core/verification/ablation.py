@@ -135,7 +135,8 @@ class Ablator:
         if self.mode == "knockout":
             layout = self.prepared.layout
             for unit, tile in what.tiles:
-                mask |= (layout.kind == L.IMAGE) & (layout.item == self.sources.units[unit].item) & (layout.tile == tile)
+                item = self.sources.units[unit].item
+                mask |= (layout.kind == L.IMAGE) & (layout.item == item) & (layout.tile == tile)
         return np.flatnonzero(mask)
 
     # -- what the encoders see --------------------------------------------------------------

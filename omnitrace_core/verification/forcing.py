@@ -134,7 +134,8 @@ class TeacherForcer:
         batch: list[int] = []
         for k in pending:
             head = min(starts[j] for j in batch + [k]) if self.reuse else 0
-            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * (self.length - head) > self.max_batch_tokens):
+            too_many = (len(batch) + 1) * (self.length - head) > self.max_batch_tokens
+            if batch and (len(batch) == self.batch_size or too_many):
                 self._flush(batch, variants, starts, out, should_stop, on_batch)
                 batch = []
             batch.append(k)

@@ -52,22 +52,23 @@ def top_ranked(ranking: Mapping[int, float], pool: Sequence[int], k: int) -> tup
     return tuple(u for _, u in sorted(scored)[:k])
 
 
-def check_sets(curated: Sequence[int], pools: Mapping[str, Sequence[int]], ranking: Mapping[int, float] | None,
-               ks: Sequence[int]) -> dict[tuple, frozenset[int]]:
+def check_sets(curated: Sequence[int] | None, pools: Mapping[str, Sequence[int]],
+               ranking: Mapping[int, float] | None, ks: Sequence[int]) -> dict[tuple, frozenset[int]]:
     """The unit sets a sentence's checks remove: keys ("comprehensiveness", scope), ("sufficiency", scope)
-    and ("top_k", scope, k) (the last only with a ranking)."""
-    cited = set(curated)
+    (only with a curated set) and ("top_k", scope, k) (only with a ranking)."""
     out: dict[tuple, frozenset[int]] = {}
     for scope, pool in pools.items():
-        out[("comprehensiveness", scope)] = frozenset(u for u in pool if u in cited)
-        out[("sufficiency", scope)] = frozenset(u for u in pool if u not in cited)
+        if curated is not None:
+            cited = set(curated)
+            out[("comprehensiveness", scope)] = frozenset(u for u in pool if u in cited)
+            out[("sufficiency", scope)] = frozenset(u for u in pool if u not in cited)
         if ranking is not None:
             for k in ks:
                 out[("top_k", scope, k)] = frozenset(top_ranked(ranking, pool, k))
     return out
 
 
-def sentence_check(sentence: int, curated: Sequence[int], sets: Mapping[tuple, frozenset[int]],
+def sentence_check(sentence: int, curated: Sequence[int] | None, sets: Mapping[tuple, frozenset[int]],
                    drop: Mapping[frozenset[int], float]) -> SentenceCheck:
     """The :class:`SentenceCheck` of one sentence from ``drop``: removed unit set -> drop of this sentence.
 
@@ -84,8 +85,8 @@ def sentence_check(sentence: int, curated: Sequence[int], sets: Mapping[tuple, f
             sufficiency[key[1]] = value(units)
         else:
             top_k.setdefault(key[1], {})[key[2]] = value(units)
-    return SentenceCheck(sentence=sentence, curated=tuple(sorted(set(curated))), comprehensiveness=comprehensiveness,
-                         sufficiency=sufficiency, top_k=top_k)
+    return SentenceCheck(sentence=sentence, curated=tuple(sorted(set(curated or ()))),
+                         comprehensiveness=comprehensiveness, sufficiency=sufficiency, top_k=top_k)
 
 
 def rank_average(values: np.ndarray) -> np.ndarray:
