@@ -234,8 +234,10 @@ def build_compose_panel(limits: InputLimits, roots: Sequence[Path]) -> ComposePa
     add_btn.click(on_add_text, [items, text, is_prompt], [items, text], api_name="add_text")
     text.submit(on_add_text, [items, text, is_prompt], [items, text], api_visibility="private")
     # the Media box is emptied after every upload, added or not: a rejected file is never sent again
-    upload.upload(on_upload, [items, upload], items, api_name="add_media").then(
-        lambda: None, None, upload, queue=False, api_visibility="private")
+    # (both outcomes named: Gradio 6.31's page does not run a .then step after a failed event)
+    added = upload.upload(on_upload, [items, upload], items, api_name="add_media")
+    for outcome in (added.success, added.failure):
+        outcome(lambda: None, None, upload, queue=False, api_visibility="private")
     sample_upload.upload(on_sample_upload, sample_upload, [sample_state, sample_key], api_name="read_samples")
     load_btn.click(on_load_sample, [sample_state, sample_key], items, api_name="load_sample")
     clear_btn.click(lambda: [], None, items, api_name="clear_items")

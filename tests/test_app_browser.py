@@ -41,8 +41,8 @@ def gallery_result(tracer):
     return gallery_trace(tracer)
 
 
-def open_page(browser, app):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+def open_page(browser, app, width: int = 1400):
+    context = browser.new_context(viewport={"width": width, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.goto(app.url)
     page.wait_for_selector("#ot-explorer .ot-root", timeout=30_000)
@@ -166,11 +166,13 @@ def test_token_drill_down(traced):
     units, confidence = result.token_trace()
     cells = page.eval_on_selector_all("#ot-explorer .ot-detail tr[data-token]",
                                       "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent.trim()))")
-    for t, cells_of in zip(range(span.token_start, span.token_end), cells):
+    sources = page.eval_on_selector_all("#ot-explorer .ot-detail td.ot-toksrc", """cells => cells.map(c => {
+        const name = c.querySelector('.ot-srcname'); return name ? name.title : c.textContent.trim(); })""")
+    for t, cells_of, source in zip(range(span.token_start, span.token_end), cells, sources):
         token = result.tokens[t]
         assert cells_of[1] == token.pos
         assert float(cells_of[2]) == pytest.approx(result.curation.pos_weight(token.pos), abs=0.01)
-        assert cells_of[3] == (result.units[units[t]].label if units[t] >= 0 else "(none)")
+        assert source == (result.units[units[t]].label if units[t] >= 0 else "(none)")
         assert float(cells_of[4]) == pytest.approx(confidence[t], abs=1e-3)
     page.locator("#ot-explorer .ot-detail tr[data-token]").first.click()
     assert page.locator("#ot-explorer .ot-detail tr.ot-tokfocus").count() == 1
@@ -325,4 +327,145 @@ def test_speech_tab_sets_an_items_source_units(app, browser, tmp_path):
     srt.write_text("1\n00:00:00,000 --> 00:00:02,500\nTwo clicks.\n")
     page.set_input_files("#ot-transcript-in input[type=file]", str(srt))
     _set_speech_units(page, "#2 chirp.wav", "Transcript file", "transcript chirp.srt")
+    page.context.close()
+
+
+PROBE = ('<a href="https://evil.example/">Session expired: sign in</a><input type=password placeholder=pw>'
+         '<img src=x onerror="window.__pwned = 1">')
+TOASTS = "() => Array.from(document.querySelectorAll('[data-testid=toast-text]')).map(e => e.textContent)"
+
+
+def toast_with(page, text: str) -> str:
+    page.wait_for_function("t => Array.from(document.querySelectorAll('[data-testid=toast-text]'))"
+                           ".some(e => e.textContent.includes(t))", arg=text, timeout=20_000)
+    return next(t for t in page.evaluate(TOASTS) if text in t)
+
+
+def test_popups_show_untrusted_text_literally(app, browser, gallery_result, tmp_path):
+    """A trace field and a sample id echoed into error pop-ups stay text: no link, form field or image."""
+    page = open_page(browser, app)
+    trace = gallery_result.to_dict() | {"schema_version": PROBE}
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(trace), encoding="utf-8")
+    load_trace(page, path)
+    assert PROBE in toast_with(page, "schema_version")
+    samples = tmp_path / "samples.json"
+    samples.write_text(json.dumps([{"id": PROBE, "task": "qa", "question": [{"text": "What is shown?"},
+                                                                          {"image": "media/missing.png"}]}]))
+    page.get_by_role("tab", name="Sample file").click()
+    page.set_input_files("#ot-sample-in input[type=file]", str(samples))
+    page.wait_for_function("() => document.querySelector('#ot-sample-key input').value.includes('evil')",
+                           timeout=20_000)
+    page.click("#ot-load-sample")
+    assert f"sample {PROBE}:qa" in toast_with(page, "missing.png")
+    time.sleep(0.3)  # give an injected handler every chance to fire
+    assert page.locator("[data-testid=toast-body] :is(a, input, img, form)").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    page.context.close()
+
+
+def test_a_rejected_upload_leaves_the_media_box_and_is_reported_once(app, browser, tmp_path):
+    page = open_page(browser, app)
+    page.get_by_role("tab", name="Media").click()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)
+    page.set_input_files("#ot-media-in input[type=file]", str(broken))
+    toast_with(page, "broken.png")
+    page.wait_for_function("() => !document.querySelector('#ot-media-in').innerText.includes('broken')",
+                           timeout=10_000)
+    add_media(page, "scene.png")  # a later upload does not send the rejected file again
+    assert rows(page) == ["image"]
+    time.sleep(1.0)
+    assert sum("broken.png" in text for text in page.evaluate(TOASTS)) == 1  # one message, not a warning and an error
+    assert "scene" not in page.inner_text("#ot-media-in")
+    page.context.close()
+
+
+def test_stop_pressed_while_a_run_waits_in_the_queue_cancels_it(app, browser):
+    """Both model slots busy (concurrency 2): a third run waits; Stop there means it never starts."""
+    waiting = open_page(browser, app)
+    add_text(waiting, "Marker: this run must not start.")
+    busy = [open_page(browser, app) for _ in range(app.settings.concurrency)]
+    for page in busy:
+        add_text(page, "Tell a long story about a house.")
+        page.fill("#ot-max-new input[type=number]", str(app.settings.limits.max_new_tokens))
+        page.press("#ot-max-new input[type=number]", "Enter")
+    for page in busy:
+        page.click("#ot-run")
+    status = "() => document.querySelector('#ot-status').textContent"
+    for page in busy:
+        page.wait_for_function(f"() => ({status})().includes('Writing')", timeout=60_000)
+    waiting.click("#ot-run")
+    waiting.wait_for_function(f"() => ({status})().includes('Waiting')", timeout=10_000)
+    waiting.click("#ot-stop")
+    waiting.wait_for_function(f"() => ({status})().includes('will not start')", timeout=10_000)
+    assert all("Writing" in page.evaluate(status) for page in busy), "the busy runs ended before Stop: inconclusive"
+    for page in busy:
+        page.click("#ot-stop")
+    waiting.wait_for_function(f"() => ({status})().includes('before it started')", timeout=90_000)
+    assert waiting.locator('#ot-status [data-state="stopped"]').count() == 1
+    assert waiting.locator("#ot-explorer .ot-sent").count() == 0  # nothing was generated
+    for page in busy + [waiting]:
+        page.context.close()
+
+
+WHERE_VISIBLE = """sel => Array.from(document.querySelectorAll(sel)).map(e => {
+    const cell = e.closest('td, .ot-src'), r = e.getBoundingClientRect(), c = cell.getBoundingClientRect();
+    return {text: e.textContent, inside: r.left >= c.left - 0.5 && r.right <= c.right + 0.5,
+            whole: e.scrollWidth <= e.clientWidth + 1};
+})"""
+
+
+def test_sources_show_what_tells_them_apart_at_1280_px(app, browser, gallery_result, tmp_path):
+    synthetic = synthetic_trace(gallery_result)
+    path = tmp_path / "synthetic.json"
+    synthetic.save(path)
+    page = open_page(browser, app, width=1280)
+    set_p_min_off(page)
+    load_trace(page, path)
+    page.wait_for_selector('#ot-explorer .ot-sent[data-span="4"]', timeout=20_000)
+    units, _ = synthetic.token_trace()
+    for span in synthetic.spans[:4]:
+        click_sentence(page, span.index)
+        listed = page.evaluate(WHERE_VISIBLE, "#ot-explorer .ot-srclist .ot-where")
+        expected = [f"{s.time_start:.1f}\u2013{s.time_end:.1f} s" for s in span.sources if s.time_start is not None]
+        assert [e["text"] for e in listed if "\u2013" in e["text"]] == expected
+        in_table = page.evaluate(WHERE_VISIBLE, "#ot-explorer .ot-toktable .ot-where")
+        timed = [synthetic.units[units[t]] for t in range(span.token_start, span.token_end)
+                 if units[t] >= 0 and synthetic.units[units[t]].time_start is not None]
+        assert [e["text"] for e in in_table if "\u2013" in e["text"]] == [
+            f"{u.time_start:.1f}\u2013{u.time_end:.1f} s" for u in timed]
+        for entry in listed + in_table:  # shown whole, inside its button or cell
+            assert entry["inside"] and entry["whole"], entry
+    video = [s for s in synthetic.spans[3].sources if s.modality == "video"]
+    assert len({f"{s.time_start}-{s.time_end}" for s in video}) == len(video) >= 2
+    page.context.close()
+
+
+def test_sample_picker_and_file_list_fit_the_column_at_1280_px(app, browser, tmp_path):
+    from PIL import Image
+
+    names = [f"slide-{k}.png" for k in range(9)]
+    for name in names:
+        Image.new("RGB", (32, 24), (40 * (int(name[6]) % 6), 90, 160)).save(tmp_path / name)
+    samples = tmp_path / "deck.json"
+    samples.write_text(json.dumps([{"id": 1, "task": "summarization", "source_dataset": "MMDialog",
+                                    "question": [{"text": "Summarise."}, *({"image": f"media/{n}"} for n in names)]}]))
+    page = open_page(browser, app, width=1280)
+    page.get_by_role("tab", name="Sample file").click()
+    page.set_input_files("#ot-sample-in input[type=file]", [str(samples)] + [str(tmp_path / n) for n in names])
+    page.wait_for_function("() => document.querySelector('#ot-sample-key input').value.startsWith('1:')",
+                           timeout=20_000)
+    listed = page.evaluate("""() => { const box = document.querySelector('#ot-sample-in');
+        const rows = Array.from(box.querySelectorAll('tr')), b = box.getBoundingClientRect();
+        return rows.filter(r => { const q = r.getBoundingClientRect(); return q.height > 0 && q.top >= b.top - 1
+                                  && q.bottom <= b.bottom + 1; }).length; }""")
+    assert listed == 1 + len(names)  # every uploaded file is in view, none scrolled away
+    key_fits = page.evaluate("""() => { const input = document.querySelector('#ot-sample-key input');
+        const probe = document.createElement('span');
+        probe.style.cssText = 'position:absolute; display:inline-block; visibility:hidden; white-space:pre';
+        probe.style.font = getComputedStyle(input).font; probe.textContent = input.value.split(' ')[0];
+        document.body.appendChild(probe);
+        const fits = probe.getBoundingClientRect().width < input.clientWidth; probe.remove(); return fits; }""")
+    assert key_fits  # the sample's key (id:task) is shown whole
     page.context.close()
