@@ -62,7 +62,8 @@ def test_knockout_equals_a_forward_without_the_unit(tracer, traced, modality):
     deleted = verifier.ablator.blocked(removal([unit]))
     assert len(deleted) > 0
     keep = torch.as_tensor(np.setdiff1d(np.arange(embeds.shape[1]), deleted))
-    hidden = backend.lm_forward(embeds[:, keep], positions[..., keep])
+    # (with a cache, transformers does not read the gap in position ids as a packed-sequence boundary)
+    hidden = backend.lm_forward(embeds[:, keep], positions[..., keep], None, backend.new_cache())
     rows = hidden[0, result.prompt_tokens - 1 - len(deleted):]
     logp = torch.log_softmax(backend.lm_logits(rows).double(), -1)[torch.arange(len(generated)),
                                                                     torch.tensor(generated)].numpy()
@@ -339,3 +340,72 @@ def test_occlusion_signal_traces_through_the_engine(tracer, traced):
     expected = positive / np.where(positive.sum(1, keepdims=True) > 0, positive.sum(1, keepdims=True), 1)
     np.testing.assert_allclose(unit_sum, expected, atol=1e-4)
     assert TraceResult.from_json(result.to_json()) == result
+
+
+# --------------------------------------------------------------------------------------------
+# Other model families (tiny random models of tests/backends)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_audio", "llava_onevision", "smolvlm"])
+def test_other_families_teacher_force_and_knock_out_exactly(family, media):
+    """Teacher forcing equals the whole model, and knockout of the media unit equals deleting its tokens."""
+    import importlib
+
+    from omnitrace_core import Tracer
+
+    backend = importlib.import_module(f"tests.backends.test_{family}").build_backend()
+    tracer = Tracer(backend)
+    media_item = ImageItem(str(media["image_a"])) if "image" in backend.modalities else AudioItem(str(media["audio"]))
+    items = [TextItem("The kite is red. Which is red?"), media_item]
+    result = tracer.trace(items, generation=GenerationConfig(max_new_tokens=4, min_new_tokens=4))
+    generated = [t.token_id for t in result.tokens]
+    verifier = _verifier(tracer, result, items, "knockout")
+    prepared = verifier.ablator.prepared
+    ids = torch.cat([prepared.input_ids, torch.tensor([generated[:-1]])], dim=1)
+    with torch.no_grad():
+        logits = backend.model(input_ids=ids, position_ids=backend.positions_for(prepared, ids.shape[1]),
+                               **prepared.model_inputs).logits[0, prepared.length - 1:]
+    whole = torch.log_softmax(logits.double(), -1)[torch.arange(len(generated)), torch.tensor(generated)].numpy()
+    np.testing.assert_allclose(verifier.base.logp, whole, atol=1e-4)
+
+    unit = next(u.index for u in result.units if u.modality != "text")
+    knocked = verifier.score([removal([unit])])[0]
+    embeds, positions = backend.lm_inputs(prepared, generated)
+    deleted = verifier.ablator.blocked(removal([unit]))
+    keep = torch.as_tensor(np.setdiff1d(np.arange(embeds.shape[1]), deleted))
+    rows = backend.lm_forward(embeds[:, keep], positions[..., keep], None,
+                              backend.new_cache())[0, prepared.length - 1 - len(deleted):]
+    logp = torch.log_softmax(backend.lm_logits(rows).double(), -1)[torch.arange(len(generated)),
+                                                                    torch.tensor(generated)].numpy()
+    np.testing.assert_allclose(knocked.logp, logp, atol=1e-4)
+    assert np.all(np.isfinite(_verifier(tracer, result, items, "input").drops([removal([unit])])[0]))
+
+
+@pytest.mark.parametrize("family, reason", [("gemma3n", "per_layer_inputs"), ("qwen3_vl", "visual_pos_masks")])
+def test_families_verification_cannot_forward_are_refused_clearly(family, reason, media):
+    import importlib
+
+    from omnitrace_core import Tracer
+
+    backend = importlib.import_module(f"tests.backends.test_{family}").build_backend()
+    tracer = Tracer(backend)
+    items = [TextItem("The kite is red. Which is red?"), ImageItem(str(media["image_a"]))]
+    result = tracer.trace(items, generation=GenerationConfig(max_new_tokens=3, min_new_tokens=3))
+    with pytest.raises(NotImplementedError, match=reason):
+        tracer.verify(result, items=items, mode="knockout")
+
+
+def test_hybrid_decoders_refuse_blocking(media):
+    """Linear-attention layers read every position whatever the mask: no knockout, no dropped text."""
+    from omnitrace_core import Tracer
+    from tests.backends.test_minicpmv4_6 import build_backend
+
+    backend = build_backend()
+    assert len(backend.attention_layers) < backend.num_layers
+    tracer = Tracer(backend)
+    items = [TextItem("The kite is red. Which is red?"), ImageItem(str(media["image_a"]))]
+    result = tracer.trace(items, generation=GenerationConfig(max_new_tokens=3, min_new_tokens=3))
+    with pytest.raises(InputError, match="linear-attention"):
+        tracer.verify(result, items=items, mode="knockout")
+    image = next(u.index for u in result.units if u.modality == "image")
+    v = tracer.verify(result, items=items, mode="input", units=[image], checks=False)  # media edits still work
+    assert v.units == (image,) and np.all(np.isfinite(v.effects))

@@ -21,6 +21,9 @@ content does.
 decoder layer is forbidden to attend to the unit's positions (a boolean attention mask). It is
 cheap (no encoder runs) and the same for every modality, but a unit whose content reached other
 positions through an encoder still acts through them.
+
+Blocking needs a decoder whose every layer is softmax attention: hybrid decoders (linear-attention
+layers carry a state over every position) are refused for knockout and for dropping text.
 """
 
 from __future__ import annotations
@@ -137,7 +140,12 @@ class Ablator:
             for unit, tile in what.tiles:
                 item = self.sources.units[unit].item
                 mask |= (layout.kind == L.IMAGE) & (layout.item == item) & (layout.tile == tile)
-        return np.flatnonzero(mask)
+        positions = np.flatnonzero(mask)
+        if len(positions) and len(self.backend.attention_layers) < self.backend.num_layers:
+            raise InputError(f"{self.backend.name}: the decoder has linear-attention layers, which read every position "
+                             "whatever the attention mask says, so a unit cannot be blocked: verify with mode='input' "
+                             "(media units only)")
+        return positions
 
     # -- what the encoders see --------------------------------------------------------------
     def needs_encoding(self, what: Removal) -> bool:
