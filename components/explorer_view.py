@@ -244,7 +244,8 @@ def _segments(item: ItemInfo, units: Sequence[Any], duration: float) -> str:
         if u.item != item.index or u.time_start is None or duration <= 0:
             continue
         left, width = 100 * u.time_start / duration, 100 * (u.time_end - u.time_start) / duration
-        out.append(f'<button class="ot-seg" data-unit="{int(u.index)}" data-item="{int(item.index)}" data-t0="{u.time_start:.3f}" '
+        out.append(f'<button class="ot-seg" data-unit="{int(u.index)}" data-item="{int(item.index)}" '
+                   f'data-t0="{u.time_start:.3f}" '
                    f'data-t1="{u.time_end:.3f}" style="left:{left:.3f}%;width:{width:.3f}%" '
                    f'title="{esc(u.label)}"></button>')
     return f'<div class="ot-segs">{"".join(out)}</div>'
