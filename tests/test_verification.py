@@ -181,6 +181,12 @@ def test_progress_and_stop(tracer, traced):
     assert stopped.stopped and stopped.units == () and stopped.sentences == ()
     assert not v.stopped
 
+    midway = threading.Event()  # stopped after the first decoder call: what was measured is kept
+    part = tracer.verify(result, items=items, mode="knockout", batch_size=2, stop=midway,
+                         progress=lambda done, total: done and midway.set())
+    assert part.stopped and len(part.units) == 2 and part.sentences == ()
+    np.testing.assert_allclose(part.effects, v.effects[:, list(part.units)], atol=1e-6)
+
 
 def test_result_round_trip_and_validation(tracer, traced):
     items, result = traced

@@ -19,7 +19,7 @@ from ..errors import InputError, MediaError
 from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem
 from ..sources import SourceSet, build_sources
 from .ablation import Ablator, Removal
-from .forcing import Cost, Scored, TeacherForcer, Variant
+from .forcing import Cost, Scored, Stopped, TeacherForcer, Variant
 from .metrics import Spans, sentence_changed
 
 _MEDIA = {"image": ImageItem, "audio": AudioItem, "video": VideoItem}
@@ -143,6 +143,8 @@ class Verifier:
         todo = list(dict.fromkeys(r for r in removals if r not in self._scored))
         step = self.forcer.batch_size
         for lo in range(0, len(todo), step):
+            if self._stopped():  # before re-encoding the next chunk's media
+                raise Stopped
             chunk = todo[lo:lo + step]
             variants = [self._variant(r) for r in chunk]
             for what, scored in zip(chunk, self.forcer.run(variants, self._stopped, on_batch)):
