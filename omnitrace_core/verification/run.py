@@ -52,6 +52,20 @@ def _pick_image(result: Any, sentences: Sequence[int], image: int | None) -> int
                      f"{len(images)} image units ({images or 'none'})")
 
 
+def _check_plans(result: Any, chosen: Sequence[int], curated: Sequence[Sequence[int]],
+                 rankings: Sequence[Mapping[int, float]], ks: tuple[int, ...], previous: Verification | None,
+                 reuse: bool) -> dict[int, dict[tuple, frozenset[int]]]:
+    """Per sentence whose checks are to be made, the unit sets they remove; a check ``previous`` holds for
+    the same citation and k is reused (when ``reuse``: the rankings are the result's own)."""
+    pools = scopes(result.units)
+    plans = {}
+    for k in chosen:
+        before = previous.check(k) if previous is not None and reuse else None
+        if before is None or before.curated != tuple(sorted(set(curated[k]))) or previous.top_k != ks:
+            plans[k] = check_sets(curated[k], pools, rankings[k], ks)
+    return plans
+
+
 def verify(backend: Any, result: Any, items: Sequence[Any] | None = None, *, mode: str = "input",
            sentences: Sequence[int] | None = None, units: Sequence[int] | str | None = None,
            image: int | None = None, curated: Sequence[Sequence[int]] | None = None,
@@ -104,18 +118,13 @@ def verify(backend: Any, result: Any, items: Sequence[Any] | None = None, *, mod
     checks = (not tiles) if checks is None else checks
     if curated is None:
         curated = [tuple(src.unit for src in span.sources) for span in result.spans]
-    explicit_rankings = rankings is not None
+    own_rankings = rankings is None
     if rankings is None:
         rankings = sentence_rankings(result)
 
     known = {} if previous is None else {u: k for k, u in enumerate(previous.units)}
     todo_columns = [u for u in columns if u not in known]
-    pools = scopes(result.units)
-    plans = {}
-    for k in chosen if checks else ():
-        before = None if previous is None or explicit_rankings else previous.check(k)
-        if before is None or before.curated != tuple(sorted(set(curated[k]))) or previous.top_k != ks:
-            plans[k] = check_sets(curated[k], pools, rankings[k], ks)
+    plans = _check_plans(result, chosen, curated, rankings, ks, previous, own_rankings) if checks else {}
     image_unit = _pick_image(result, chosen, image) if tiles else None
     grid = result.items[result.units[image_unit].item].grid if tiles else None
     if tiles and grid is None:
