@@ -53,13 +53,18 @@ class AttentionRecorder:
 
     def ordered_rows(self) -> list[torch.Tensor]:
         """The captured rows in layer order; raises if a requested layer never ran."""
-        missing = sorted(self.layers - set(self.rows))
+        return self.rows_for(sorted(self.layers))
+
+    def rows_for(self, layers: Iterable[int]) -> list[torch.Tensor]:
+        """The captured rows of ``layers``, in the order given; raises if one of them never ran."""
+        layers = [int(i) for i in layers]
+        missing = sorted(set(layers) - set(self.rows))
         if missing:
             raise RuntimeError(
                 f"attention rows of layers {missing} were not captured: the text decoder is not "
                 f"running the '{CAPTURE_ATTENTION}' attention implementation"
             )
-        return [self.rows[i] for i in sorted(self.layers)]
+        return [self.rows[i] for i in layers]
 
     def clear(self) -> None:
         self.rows.clear()

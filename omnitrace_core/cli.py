@@ -290,6 +290,8 @@ def run_batch(
     progress: bool = True,
     model: str | None = None,
     dtype: str | None = None,
+    trace_answer: bool = False,
+    heads: bool = False,
 ) -> RunSummary:
     """Trace ``samples`` (official format) and append one JSON line per sample to ``output``.
 
@@ -307,6 +309,9 @@ def run_batch(
         progress: show a tqdm progress bar on stderr.
         model, dtype: the checkpoint and weights dtype as the user named them, for the run's
             fingerprint (default: the tracer's model when ``tracer`` is a Tracer; dtype unknown).
+        trace_answer: trace each sample's ``answer`` field (teacher-forced, ``Tracer.trace(answer=...)``)
+            instead of a generated answer; a sample without one gets an error record.
+        heads: capture each layer's and head's mass per source unit (``Tracer.trace(heads=True)``).
 
     Keys come from :func:`~omnitrace_core.sample_keys` over the whole file. Samples whose key
     has a record with status "ok" in ``output`` are skipped; errored ones are traced again.
@@ -346,7 +351,7 @@ def run_batch(
         signal=signal if signal is not None or loaded is None else loaded.signal.name,
         generation=generation or (loaded.generation if loaded else None),
         sources=sources or (loaded.sources if loaded else None),
-        curation=curation or (loaded.curation if loaded else None))
+        curation=curation or (loaded.curation if loaded else None), trace_answer=trace_answer, heads=heads)
     _check_same_settings(output, [r for r in existing if r.get("status") == "ok"], settings)
     pending = [p for p in mine if keys[p] not in done]
     summary.skipped = len(mine) - len(pending)
@@ -356,7 +361,7 @@ def run_batch(
     if not isinstance(tracer, Tracer) and callable(tracer):
         tracer = tracer()
 
-    overrides = dict(signal=signal, generation=generation, sources=sources, curation=curation)
+    overrides = dict(signal=signal, generation=generation, sources=sources, curation=curation, heads=heads)
     bar = tqdm(total=len(mine), initial=summary.skipped, unit="sample", desc="trace", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     postfix: dict[str, Any] = {"ok": 0, "err": 0, "tok/s": "-"}
@@ -375,7 +380,8 @@ def run_batch(
                 key, raw = keys[position], samples[position]
                 sample_start = time.perf_counter()
                 try:
-                    record, result = _trace_sample(tracer, raw, key, bases, overrides, settings, on_token)
+                    record, result = _trace_sample(tracer, raw, key, bases, overrides, settings, on_token,
+                                                   trace_answer=trace_answer)
                     line = _dumps(record)
                 except (KeyboardInterrupt, SystemExit):
                     raise
@@ -437,6 +443,7 @@ _SETTING_FLAGS = {
     "sources.segment_max_seconds": "--segment-max-seconds", "sources.segment_max_gap_seconds":
     "--segment-max-gap-seconds", "sources.include_prompt": "--include-prompt",
     "sources.use_audio_in_video": "tracing the audio of videos (--no-audio-in-video turns it off)",
+    "trace_answer": "--trace-answer", "heads": "--heads",
 }
 
 
@@ -461,14 +468,21 @@ def _redirect_logging(progress: bool):
 
 
 def _trace_sample(tracer: Any, raw: Any, key: str, bases: Sequence[Path], overrides: Mapping[str, Any],
-                  settings: Mapping[str, Any], on_token: Callable[[Any], None] | None = None
-                  ) -> tuple[dict[str, Any], Any]:
+                  settings: Mapping[str, Any], on_token: Callable[[Any], None] | None = None, *,
+                  trace_answer: bool = False) -> tuple[dict[str, Any], Any]:
+    from .errors import InputError
     from .inputs import parse_sample
 
     sample = parse_sample(raw, key, bases)
+    answer = None
+    if trace_answer:
+        answer = raw.get("answer")
+        if not isinstance(answer, str) or not answer.strip():
+            raise InputError(f"sample {key} has no 'answer' text to trace (--trace-answer traces each sample's "
+                             f"\"answer\" field); got {answer!r}")
     _check_media(raw, key, bases)
     result = None
-    for step in tracer.stream(sample.items, **overrides):
+    for step in tracer.stream(sample.items, answer=answer, **overrides):
         if step.done:
             result = step.result
         elif on_token is not None:
@@ -588,6 +602,17 @@ def _float(text: str) -> float:
     return value
 
 
+def _signal_name(text: str) -> str:
+    """A signal name, possibly with a layer or head selection, as its canonical name."""
+    from .errors import ConfigError, UnknownNameError
+    from .signals import get_signal
+
+    try:
+        return get_signal(text).name
+    except (UnknownNameError, ConfigError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_float(text: str) -> float:
     value = _float(text)
     if value <= 0:
@@ -631,7 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the checkpoint")
 
     method = trace.add_argument_group("attribution")
-    method.add_argument("--method", default="attmean", choices=list_signals(), help="scoring signal (default: attmean)")
+    method.add_argument("--method", default="attmean", type=_signal_name, metavar="SIGNAL",
+                        help=f"scoring signal: {', '.join(list_signals())}, or one restricted to layers or heads, "
+                             "e.g. 'attmean[4:8]', 'attmean[heads=0:2]' (default: attmean)")
+    method.add_argument("--trace-answer", action="store_true",
+                        help="trace each sample's \"answer\" field (teacher-forced: each token's log-probability "
+                             "is stored, with the model's own choice where it differs) instead of generating")
+    method.add_argument("--heads", action="store_true",
+                        help="also store each layer's and head's attention mass per source unit (layers x heads x "
+                             "units numbers per token)")
     method.add_argument("--token-rule", default=CurationConfig.token_rule, choices=list_token_rules(),
                         help="how a token picks its source unit (default: %(default)s)")
     method.add_argument("--audio-bin-seconds", type=_float, default=SourceConfig.audio_bin_seconds, metavar="S",
@@ -787,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_batch(tracer, samples, output, bases=bases, signal=args.method, generation=generation,
                             sources=sources, curation=curation, shard=shard, limit=args.limit,
                             overwrite=args.overwrite, progress=not args.no_progress, model=args.model,
-                            dtype=args.dtype)
+                            dtype=args.dtype, trace_answer=args.trace_answer, heads=args.heads)
     except (UsageError, OmniTraceError) as exc:  # ConfigError from out-of-range values too
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

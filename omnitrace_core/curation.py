@@ -45,7 +45,7 @@ from typing import Sequence
 from .config import CurationConfig
 from .errors import InputError
 
-__all__ = ["CuratedSource", "ablation_configs", "curate", "token_votes"]
+__all__ = ["CuratedSource", "Decision", "ablation_configs", "curate", "explain", "token_votes"]
 
 NO_SOURCE = -1
 """Unit index of a token traced to no source unit."""
@@ -70,6 +70,33 @@ class CuratedSource:
     run_share: float
     score: float
     rescued: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What curation decided about one unit of a span, and the numbers it decided on (see :func:`explain`).
+
+    Attributes:
+        unit: source unit index, or -1 for the tokens traced to no source.
+        share, run_share, score, rescued: as in :class:`CuratedSource`.
+        run_vote_share: vote mass of the unit's heaviest run / the span's total vote.
+        cumulative: the kept shares up to and including this unit, in ranking order.
+        outcome: ``"kept"``, ``"rescued"`` (kept below p_min for a strong run), ``"below p_min"``,
+            ``"after coverage"`` (the walk stopped before reaching it) or ``"no vote"`` (the span's
+            tokens carry no vote at all).
+    """
+
+    unit: int
+    share: float
+    run_vote_share: float
+    run_share: float
+    score: float
+    cumulative: float
+    outcome: str
+
+    @property
+    def kept(self) -> bool:
+        return self.outcome in ("kept", "rescued")
 
 
 def token_votes(
@@ -142,6 +169,23 @@ def curate(
         InputError (a ``ValueError``): the three sequences differ in length, a unit is below
             -1 or not an integer, a confidence is not finite, or the votes overflow.
     """
+    return [CuratedSource(unit=d.unit, share=d.share, run_share=d.run_share, score=d.score,
+                          rescued=d.outcome == "rescued")
+            for d in explain(units, pos, confidence, config) if d.kept and d.unit != NO_SOURCE]
+
+
+def explain(
+    units: Sequence[int],
+    pos: Sequence[str],
+    confidence: Sequence[float],
+    config: CurationConfig = CurationConfig(),
+) -> list[Decision]:
+    """Every unit of one span with its numbers and what curation decided about it, in ranking order.
+
+    The same walk as :func:`curate` (which keeps the ``kept`` units other than -1), continued past
+    the point where coverage stops it, so a view can show what was left out and why. Arguments and
+    errors as in :func:`curate`; a span whose votes sum to 0 gives its units with outcome "no vote".
+    """
     if not len(units) == len(pos) == len(confidence):
         raise InputError(
             "units, pos and confidence must have one entry per token, got lengths "
@@ -158,7 +202,8 @@ def curate(
         raise InputError(f"the votes of this span sum to {total}: confidences are too large for gamma "
                          f"{config.gamma}")
     if total <= 0:
-        return []
+        return [Decision(unit=u, share=0.0, run_vote_share=0.0, run_share=0.0, score=0.0, cumulative=0.0,
+                         outcome="no vote") for u in dict.fromkeys(unit_seq)]
 
     # Runs are maximal groups of consecutive tokens traced to one unit (-1 included). The
     # dicts fill in order of first appearance, the order the stable ranking keeps for ties.
@@ -196,23 +241,22 @@ def curate(
         )
 
     ranking = sorted(mass, key=score.__getitem__, reverse=True)
-    selected: list[CuratedSource] = []
+    decisions: list[Decision] = []
     cumulative = 0.0
+    stopped = False
     for u in ranking:
         below_p_min = config.use_p_min and share[u] < config.p_min
-        if below_p_min and not strongly_run(u):
-            continue
-        cumulative += share[u]
-        if u != NO_SOURCE:
-            selected.append(
-                CuratedSource(
-                    unit=u, share=share[u], run_share=run_share[u], score=score[u],
-                    rescued=below_p_min,
-                )
-            )
-        if config.use_coverage and cumulative >= config.coverage:
-            break
-    return selected
+        if stopped:
+            outcome = "after coverage"
+        elif below_p_min and not strongly_run(u):
+            outcome = "below p_min"
+        else:
+            outcome = "rescued" if below_p_min else "kept"
+            cumulative += share[u]
+            stopped = config.use_coverage and cumulative >= config.coverage
+        decisions.append(Decision(unit=u, share=share[u], run_vote_share=run_vote_share[u], run_share=run_share[u],
+                                  score=score[u], cumulative=cumulative, outcome=outcome))
+    return decisions
 
 
 def ablation_configs(base: CurationConfig = CurationConfig()) -> dict[str, CurationConfig]:

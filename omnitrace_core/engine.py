@@ -12,21 +12,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from .answer import answer_token_ids
 from .backends import Backend, load_backend
 from .capture import AttentionRecorder, recording
 from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
+from .heads import HeadMass
 from .inputs import Item, TextItem, validate_items
 from .media import MediaLimits
 from .nlp import segment_generation
 from .prompt_length import audio_token_floor, check_prompt_length, max_positions, prompt_inputs
-from .result import GeneratedToken, ItemInfo, Span, TraceResult
+from .result import SAVED_DECIMALS, GeneratedToken, ItemInfo, Span, TraceResult
 from .verification import Verification
 from .signals import Signal, get_signal
 from .sources import SourceSet, build_sources
@@ -50,6 +52,7 @@ class TraceStep:
         result: on the last step, the finished :class:`TraceResult`; with ``partial_results``,
             also a snapshot after each step that ends a sentence.
         done: True on the final event.
+        logprob: the token's log-probability under the model (None on the final event).
     """
 
     index: int
@@ -60,6 +63,7 @@ class TraceStep:
     confidence: float
     result: TraceResult | None = None
     done: bool = False
+    logprob: float | None = None
 
 
 class _Choice:
@@ -104,6 +108,47 @@ class _Choice:
             scores = warp(ids, scores)
         probs = torch.softmax(scores, dim=-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+@dataclass
+class _Step:
+    """What one decode step produced: the token, its scores, how the model rated it, its head masses."""
+
+    token_id: int
+    scores: np.ndarray  # [atom_sum (A), atom_max (A), outside (1)]
+    logprob: float
+    top_id: int
+    top_logprob: float
+    heads: np.ndarray | None = None  # (layers, heads, U)
+
+
+@dataclass
+class _Decoded:
+    """The steps decoded so far, as the result is assembled from them."""
+
+    ids: list[int] = field(default_factory=list)
+    offsets: list[tuple[int, int]] = field(default_factory=list)
+    steps: list[_Step] = field(default_factory=list)
+
+
+class _HeadReducer:
+    """Reduce a step's attention rows to each layer's and head's mass on each source unit, on device."""
+
+    def __init__(self, sources: SourceSet, prompt_length: int, device: torch.device, layers: Sequence[int]) -> None:
+        self.units = len(sources.units)
+        position_atom = np.asarray(sources.position_atom)
+        unit = np.where(position_atom >= 0, np.asarray(sources.atom_unit)[np.maximum(position_atom, 0)], self.units)
+        self.index = torch.as_tensor(unit, dtype=torch.long, device=device)
+        self.length = prompt_length
+        self.device = device
+        self.layers = tuple(layers)
+
+    def __call__(self, rows: Sequence[torch.Tensor]) -> np.ndarray:
+        """rows: per layer (heads, context) -> (layers, heads, U) float32 on the host."""
+        out = torch.zeros(len(rows), rows[0].shape[0], self.units + 1, device=self.device)
+        for k, row in enumerate(rows):
+            out[k].index_add_(1, self.index, row.detach()[:, : self.length].to(self.device, torch.float32))
+        return out[:, :, : self.units].cpu().numpy()
 
 
 class _Reducer:
@@ -216,7 +261,8 @@ class Tracer:
     def stream(self, items: Sequence[Item], *, signal: str | Signal | None = None,
                generation: GenerationConfig | None = None, sources: SourceConfig | None = None,
                curation: CurationConfig | None = None, stop: threading.Event | None = None,
-               partial_results: bool = False) -> Iterator[TraceStep]:
+               partial_results: bool = False, answer: str | None = None,
+               heads: bool = False) -> Iterator[TraceStep]:
         """Generate and trace, yielding a :class:`TraceStep` per token and a final one with the result.
 
         Args:
@@ -226,6 +272,14 @@ class Tracer:
             stop: set it (from another thread) to end generation early; the result keeps what
                 was generated (``stop_reason == "stopped"``).
             partial_results: attach a snapshot result to each step that ends a sentence.
+            answer: trace this text instead of generating: it is tokenised as the model would write
+                it (:func:`omnitrace_core.answer.answer_token_ids`) and teacher-forced token by token,
+                each step traced exactly as a generated one. The whole answer is traced
+                (``max_new_tokens`` does not cut it, sampling settings do not apply); the result has
+                ``forced=True``, ``stop_reason == "answer"`` and each token's log-probability, with the
+                model's own top choice where it differs.
+            heads: also capture each layer's and head's attention mass on each source unit
+                (``result.heads``, see :mod:`omnitrace_core.heads`): layers x heads x units numbers per token.
         """
         items = list(items)
         validate_items(items)
@@ -235,13 +289,25 @@ class Tracer:
         cur = self.curation if curation is None else as_config(CurationConfig, curation, "curation")
         backend = self.backend
         t_start = time.perf_counter()
+        # a signal's layer or head selection that does not fit the model fails before any media are read
+        layers = backend.signal_layers(signal_obj)
+        num_heads = getattr(backend.text_model_config(), "num_attention_heads", None)
+        if num_heads:
+            signal_obj.heads(int(num_heads))
+        budget = gen
+        if answer is not None:  # the answer's length stands for max_new_tokens (estimated until the prompt is known)
+            budget = replace(gen, max_new_tokens=len(answer_token_ids(backend.tokenizer, [], answer)))
         prepare_kwargs = {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
         plan = plan_units(items, src_config)  # reads transcripts: a bad one fails before media decoding
         positions = max_positions(backend)
         floor = audio_token_floor(items, backend)  # long audio is refused before the processor decodes it
-        check_prompt_length(sum(i.tokens for i in floor), gen, positions, floor, at_least=True)
+        check_prompt_length(sum(i.tokens for i in floor), budget, positions, floor, at_least=True)
         prepared = backend.prepare(items, src_config, **prepare_kwargs)
-        check_prompt_length(prepared.length, gen, positions, prompt_inputs(prepared))  # before any model forward
+        forced = None
+        if answer is not None:
+            forced = answer_token_ids(backend.tokenizer, prepared.input_ids[0].tolist(), answer)
+            budget = replace(gen, max_new_tokens=len(forced))
+        check_prompt_length(prepared.length, budget, positions, prompt_inputs(prepared))  # before any model forward
         t_speech = time.perf_counter()
         speech = resolve_segments(items, plan, src_config, prepared.layout.durations,
                                   lambda: self._recognizer(src_config), getattr(backend, "limits", MediaLimits()))
@@ -252,49 +318,53 @@ class Tracer:
 
         device = backend.input_device
         reducer = _Reducer(source_set, prepared.length, device)
+        head_reducer = _HeadReducer(source_set, prepared.length, device, backend.attention_layers) if heads else None
         eos = backend.eos_token_ids
         choose = _Choice(gen, device, eos)
-        layers = backend.signal_layers(signal_obj)
         cache = backend.prefill(prepared)
         t_prefilled = time.perf_counter()
 
         token, position = int(prepared.input_ids[0, -1]), prepared.length - 1
-        generated: list[int] = []
-        offsets: list[tuple[int, int]] = []
-        packed: list[np.ndarray] = []
-        stop_reason = "max_new_tokens"
+        decoded = _Decoded()
+        generated, offsets = decoded.ids, decoded.offsets
+        stop_reason = "max_new_tokens" if forced is None else "answer"
         first_token_s = None
         context = dict(items=items, prepared=prepared, sources=source_set, signal=signal_obj.name,
-                       generation=gen, source_config=src_config, curation=cur, speech=speech)
-        for index in range(gen.max_new_tokens):
+                       generation=gen, source_config=src_config, curation=cur, speech=speech,
+                       forced=forced is not None, head_layers=head_reducer.layers if heads else None)
+        for index in range(gen.max_new_tokens if forced is None else len(forced)):
             if stop is not None and stop.is_set():
                 stop_reason = "stopped"
                 break
-            next_id, step_scores = self._decode_step(prepared, signal_obj, layers, token, position, cache, reducer,
-                                                     choose, generated)
-            if next_id in eos:
+            step = self._decode_step(prepared, signal_obj, layers, token, position, cache, reducer, choose,
+                                     generated, forced=None if forced is None else forced[index],
+                                     head_reducer=head_reducer)
+            next_id = step.token_id
+            if forced is None and next_id in eos:
                 stop_reason = "eos"
                 break
             generated.append(next_id)
-            packed.append(step_scores)
+            decoded.steps.append(step)
             text = backend.decode(generated).rstrip("\ufffd")  # an incomplete UTF-8 char waits for its bytes
             start = offsets[-1][1] if offsets else 0
             offsets.append((start, max(start, len(text))))
             token, position = next_id, position + 1
             if first_token_s is None:
                 first_token_s = time.perf_counter() - t_start
-            unit, confidence = self._step_trace(source_set, step_scores, cur)
+            unit, confidence = self._step_trace(source_set, step.scores, cur)
             piece = text[offsets[-1][0]:offsets[-1][1]]
             snapshot = None
             if partial_results and piece.rstrip().endswith(_SENTENCE_END):
-                snapshot = self._assemble(generated, offsets, packed, "running", {}, **context)
+                snapshot = self._assemble(decoded, "running", {}, **context)
             yield TraceStep(index=index, token_id=next_id, token_text=piece, text=text, unit=unit,
-                            confidence=confidence, result=snapshot)
+                            confidence=confidence, result=snapshot, logprob=step.logprob)
         t_end = time.perf_counter()
         post_hoc_s = 0.0
         if signal_obj.post_hoc and generated:  # scored from the finished output (see Signal.post_hoc)
-            packed = list(signal_obj.score_output(backend, items, prepared, source_set, generated, src_config,
-                                                  self.system_prompt))
+            scored = signal_obj.score_output(backend, items, prepared, source_set, generated, src_config,
+                                             self.system_prompt)
+            for step, row in zip(decoded.steps, scored):
+                step.scores = np.asarray(row)
             post_hoc_s = time.perf_counter() - t_end
         decode_s = t_end - t_prefilled
         timings = {
@@ -307,10 +377,10 @@ class Tracer:
             "tokens_per_s": len(generated) / decode_s if decode_s > 0 else 0.0,
             **({"post_hoc_s": post_hoc_s} if signal_obj.post_hoc else {}),
         }
-        result = self._assemble(generated, offsets, packed, stop_reason, timings, **context)
+        result = self._assemble(decoded, stop_reason, timings, **context)
         last_unit, last_conf = (-1, 0.0)
-        if packed:
-            last_unit, last_conf = self._step_trace(source_set, packed[-1], cur)
+        if decoded.steps:
+            last_unit, last_conf = self._step_trace(source_set, decoded.steps[-1].scores, cur)
         yield TraceStep(index=len(generated) - 1, token_id=generated[-1] if generated else -1, token_text="",
                         text=result.text, unit=last_unit, confidence=last_conf, result=result, done=True)
 
@@ -324,14 +394,25 @@ class Tracer:
             return self._recognizers[config.asr_model]
 
     def _decode_step(self, prepared, signal_obj: Signal, layers, token: int, position: int, cache: Any,
-                     reducer: _Reducer, choose: _Choice, generated: list[int]) -> tuple[int, np.ndarray]:
-        recorder = AttentionRecorder(layers, as_grad_leaves=signal_obj.needs_gradients)
+                     reducer: _Reducer, choose: _Choice, generated: list[int], *, forced: int | None = None,
+                     head_reducer: _HeadReducer | None = None) -> _Step:
+        """One decode step: the next token (``forced``, or the choice under the generation settings),
+        how the model rates it, its signal scores and, with ``head_reducer``, its head masses."""
+        captured = set(layers) | set(head_reducer.layers if head_reducer is not None else ())
+        recorder = AttentionRecorder(captured, as_grad_leaves=signal_obj.needs_gradients)
         with recording(recorder), torch.set_grad_enabled(signal_obj.needs_gradients):
             logits = self.backend.step(prepared, token, position, cache)
-        next_id = choose(logits, generated)
+        next_id = choose(logits, generated) if forced is None else int(forced)
+        with torch.no_grad():
+            logp_all = torch.log_softmax(logits.detach().float(), dim=-1)
+            top_id = int(logp_all.argmax())
+            step = _Step(token_id=next_id, scores=np.zeros(2 * reducer.atoms + 1),
+                         logprob=float(logp_all[next_id]), top_id=top_id, top_logprob=float(logp_all[top_id]))
+            if head_reducer is not None:
+                step.heads = head_reducer(recorder.rows_for(head_reducer.layers))
         if signal_obj.post_hoc:  # nothing to score until the output is complete
-            return next_id, np.zeros(2 * reducer.atoms + 1)
-        rows = recorder.ordered_rows()
+            return step
+        rows = recorder.rows_for(layers)
         grads = None
         if signal_obj.needs_gradients:
             logp = torch.log_softmax(logits.float(), dim=-1)[next_id]
@@ -339,7 +420,8 @@ class Tracer:
             _detach_cache(cache)
         with torch.no_grad():
             scores = signal_obj.score([r.detach().to(reducer.device) for r in rows], grads)
-            return next_id, reducer(scores)
+            step.scores = reducer(scores)
+        return step
 
     @staticmethod
     def _step_trace(sources: SourceSet, step_scores: np.ndarray, curation: CurationConfig) -> tuple[int, float]:
@@ -351,20 +433,28 @@ class Tracer:
         unit, confidence = get_token_rule(curation.token_rule)(unit_sum, unit_max)
         return int(unit[0]), float(confidence[0])
 
-    def _assemble(self, generated: list[int], offsets: list[tuple[int, int]], packed: list[np.ndarray],
-                  stop_reason: str, timings: dict[str, float], *, items: Sequence[Item], prepared, sources: SourceSet,
-                  signal: str, generation: GenerationConfig, source_config: SourceConfig,
-                  curation: CurationConfig, speech: Mapping[int, ItemSegments]) -> TraceResult:
+    def _assemble(self, decoded: _Decoded, stop_reason: str, timings: dict[str, float], *, items: Sequence[Item],
+                  prepared, sources: SourceSet, signal: str, generation: GenerationConfig,
+                  source_config: SourceConfig, curation: CurationConfig, speech: Mapping[int, ItemSegments],
+                  forced: bool, head_layers: tuple[int, ...] | None) -> TraceResult:
         backend = self.backend
+        generated, steps = list(decoded.ids), list(decoded.steps)
         text = backend.decode(generated)
         A = sources.num_atoms
-        scores = np.stack(packed) if packed else np.zeros((0, 2 * A + 1))
-        offsets = [(min(s, len(text)), min(e, len(text))) for s, e in offsets]
+        scores = np.stack([s.scores for s in steps]) if steps else np.zeros((0, 2 * A + 1))
+        offsets = [(min(s, len(text)), min(e, len(text))) for s, e in decoded.offsets]
         segmentation = segment_generation(text, offsets, split_lines=source_config.split_lines)
         tokens = tuple(
-            GeneratedToken(index=i, token_id=tid, text=text[s:e], char_start=s, char_end=e, pos=pos)
-            for i, (tid, (s, e), pos) in enumerate(zip(generated, offsets, segmentation.pos))
+            GeneratedToken(index=i, token_id=tid, text=text[s:e], char_start=s, char_end=e, pos=pos,
+                           **self._rating(step))
+            for i, (tid, (s, e), pos, step) in enumerate(zip(generated, offsets, segmentation.pos, steps))
         )
+        head_mass = None
+        if head_layers is not None:
+            shape = (0, len(head_layers), int(getattr(backend.text_model_config(), "num_attention_heads", 0)),
+                     len(sources.units))
+            head_mass = HeadMass(layers=head_layers,
+                                 mass=np.stack([s.heads for s in steps]) if steps else np.zeros(shape, np.float32))
         infos = []
         for index, item in enumerate(items):
             path = None
@@ -385,8 +475,16 @@ class Tracer:
             sources=sources, tokens=tokens, atom_sum=scores[:, :A].astype(np.float64),
             atom_max=scores[:, A:2 * A].astype(np.float64), outside=scores[:, 2 * A].astype(np.float64),
             spans=bare_spans, generation=generation, source_config=source_config, curation=curation,
-            timings=timings, stop_reason=stop_reason, prompt_tokens=prepared.length)
+            timings=timings, stop_reason=stop_reason, prompt_tokens=prepared.length, forced=forced, heads=head_mass)
         return TraceResult(**{**result.__dict__, "spans": curate_spans(bare_spans, result, curation)})
+
+    def _rating(self, step: _Step) -> dict[str, Any]:
+        """A token's log-probability and, where the model's top choice was another token, that choice."""
+        rating: dict[str, Any] = {"logprob": round(step.logprob, SAVED_DECIMALS)}
+        if step.top_id != step.token_id:
+            rating.update(top_id=step.top_id, top_logprob=round(step.top_logprob, SAVED_DECIMALS),
+                          top_text=self.backend.tokenizer.decode([step.top_id], skip_special_tokens=False))
+        return rating
 
 
 def _detach_cache(cache: Any) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
 from .errors import InputError
+from .heads import HeadMass
 from .sources import SourceSet, SourceUnit
 from .token_rules import get_token_rule
 from .verification.records import Verification
@@ -65,7 +66,13 @@ class ItemInfo:
 
 @dataclass(frozen=True)
 class GeneratedToken:
-    """A generated token: id, its text piece, its character range in the output, its POS tag."""
+    """A generated token: id, its text piece, its character range in the output, its POS tag.
+
+    ``logprob`` is the token's log-probability under the model (its raw next-token distribution,
+    before any sampling setting). Where the model's own top choice was another token (a traced
+    given answer, or sampling), ``top_id``, ``top_text`` and ``top_logprob`` name it; else they are
+    None. Traces saved before these existed have None everywhere.
+    """
 
     index: int
     token_id: int
@@ -73,6 +80,13 @@ class GeneratedToken:
     char_start: int
     char_end: int
     pos: str
+    logprob: float | None = None
+    top_id: int | None = None
+    top_text: str | None = None
+    top_logprob: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -173,10 +187,15 @@ class TraceResult:
         outside: (T,) signal mass on positions that are no source (template, generated text).
         spans: output sentences with curated sources under ``curation``.
         timings: seconds for ``prepare``, ``prefill``, ``decode``, ``total``; tokens per second.
-        stop_reason: "eos", "max_new_tokens" or "stopped".
+        stop_reason: "eos", "max_new_tokens" or "stopped"; "answer" when a given answer was traced to its end.
         prompt_tokens: length of the tokenised prompt.
         verification: what removing its source units measurably does to each sentence (see
             :mod:`omnitrace_core.verification`), once verified; None before.
+        forced: the text was given (``trace(..., answer=...)``) and teacher-forced, not generated;
+            each token's ``logprob`` (and ``top_*`` where the model preferred another token) says
+            how the model rates it.
+        heads: each layer's and head's attention mass per source unit and token
+            (``trace(..., heads=True)``; see :mod:`omnitrace_core.heads`), or None.
     """
 
     model_id: str
@@ -198,6 +217,8 @@ class TraceResult:
     prompt_tokens: int = 0
     schema_version: int = SCHEMA_VERSION
     verification: Verification | None = None
+    forced: bool = False
+    heads: HeadMass | None = None
 
     def __post_init__(self) -> None:
         T, A = len(self.tokens), self.sources.num_atoms
@@ -214,6 +235,10 @@ class TraceResult:
                     raise ValueError(f"span {span.index} cites unknown unit {src.unit}")
         if self.verification is not None:
             self._check_verification(self.verification)
+        if self.heads is not None and (self.heads.mass.shape[0] != T
+                                       or self.heads.mass.shape[3] != len(self.sources.units)):
+            raise ValueError(f"TraceResult.heads has shape {self.heads.mass.shape}, expected ({T}, layers, heads, "
+                             f"{len(self.sources.units)})")
 
     def _check_verification(self, verification: Verification) -> None:
         if len(verification.logp) != len(self.spans):
@@ -242,6 +267,9 @@ class TraceResult:
                 same = mine.shape == theirs.shape and np.array_equal(_saved(mine), _saved(theirs), equal_nan=True)
             elif f.name == "sources":
                 same = _same_saved_sources(mine, theirs)
+            elif f.name == "heads" and mine is not None and theirs is not None:
+                same = mine.layers == theirs.layers and mine.mass.shape == theirs.mass.shape and np.array_equal(
+                    _saved(mine.mass), _saved(theirs.mass), equal_nan=True)
             else:
                 same = mine == theirs
             if not same:
@@ -273,6 +301,31 @@ class TraceResult:
                 bucket.append((int(unit), float(unit_sum[unit])))
         return {m: v for m, v in out.items() if v}
 
+    def span_shares(self, span: int, curation: CurationConfig | None = None):
+        """Behind the curated list of one output sentence: every unit's share before curation, with the
+        curation thresholds (:class:`omnitrace_core.spans.SpanShares`; pure, nothing is generated)."""
+        from .spans import span_shares
+
+        return span_shares(self, span, None if curation is None else as_config(CurationConfig, curation, "curation"))
+
+    def head_map(self, unit: int, *, span: int | None = None, token: int | None = None) -> np.ndarray:
+        """(layers, heads): each captured layer's and head's attention mass on ``unit``, for one token or
+        averaged over one sentence's tokens (needs a trace made with ``heads=True``).
+
+        Raises:
+            ValueError: the trace holds no head masses, or not exactly one of ``span`` / ``token`` is given.
+        """
+        if self.heads is None:
+            raise ValueError("this trace has no layer and head masses; trace with heads=True (CLI: --heads)")
+        if (span is None) == (token is None):
+            raise ValueError("pass exactly one of span= or token=")
+        if not 0 <= unit < len(self.sources.units):
+            raise IndexError(f"unit {unit} is not in 0..{len(self.sources.units) - 1}")
+        if token is not None:
+            return self.heads.map(token, unit)
+        chosen = self.spans[span]
+        return self.heads.map(range(chosen.token_start, chosen.token_end), unit)
+
     def recurate(self, curation: CurationConfig) -> "TraceResult":
         """The same trace with spans curated under other settings (a CurationConfig or a mapping of its fields)."""
         from .spans import curate_spans
@@ -299,7 +352,7 @@ class TraceResult:
             "prompt_tokens": self.prompt_tokens,
             "items": [i.to_dict() for i in self.items],
             "sources": self.sources.to_dict(),
-            "tokens": [dict(t.__dict__) for t in self.tokens],
+            "tokens": [t.to_dict() for t in self.tokens],
             "atom_sum": [_floats(row) for row in self.atom_sum],
             "atom_max": [_floats(row) for row in self.atom_max],
             "outside": _floats(self.outside),
@@ -309,6 +362,8 @@ class TraceResult:
             "curation": self.curation.to_dict(),
             "timings": dict(self.timings),
             **({"verification": self.verification.to_dict()} if self.verification is not None else {}),
+            **({"forced": True} if self.forced else {}),
+            **({"heads": self.heads.to_dict()} if self.heads is not None else {}),
         }
 
     @classmethod
@@ -352,6 +407,8 @@ class TraceResult:
                 timings=_read("timings", dict, data.get("timings", {})),
                 verification=None if data.get("verification") is None else
                 _read("verification", Verification.from_dict, data["verification"]),
+                forced=_read("forced", _flag, data.get("forced", False)),
+                heads=None if data.get("heads") is None else _read("heads", HeadMass.from_dict, data["heads"]),
             )
         except InputError:
             raise
@@ -396,6 +453,12 @@ def _read(name: str, build: Any, value: Any, *args: Any) -> Any:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError and InputError included
         reason = f"missing key {exc}" if type(exc) is KeyError else str(exc)
         raise InputError(f"trace field '{name}' is malformed: {reason}") from exc
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
 
 
 def _text(value: Any) -> str:

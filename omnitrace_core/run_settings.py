@@ -21,14 +21,23 @@ _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "seed")
 
 def run_settings(*, model: str | None = None, dtype: str | None = None, signal: str | None = None,
                  generation: GenerationConfig | None = None, sources: SourceConfig | None = None,
-                 curation: CurationConfig | None = None) -> dict[str, Any]:
-    """The fingerprint of a run: ``{"model", "dtype", "method", "generation.<field>", "sources.<field>",
-    "curation.<field>": value}``, as JSON values. None (or a missing key) means unknown: never compared.
+                 curation: CurationConfig | None = None, trace_answer: bool | None = None,
+                 heads: bool | None = None) -> dict[str, Any]:
+    """The fingerprint of a run: ``{"model", "dtype", "method", "trace_answer", "heads", "generation.<field>",
+    "sources.<field>", "curation.<field>": value}``, as JSON values. None (or a missing key) means unknown:
+    never compared.
 
     ``model`` is a Hub id or a folder; a folder is recorded by its absolute path, so ``./m`` and
-    ``m`` are the same model.
+    ``m`` are the same model. ``method`` is the signal's canonical name (``attmean[4:8]`` is
+    ``attmean[layers=4:8]``). ``trace_answer``: the samples' given answers were traced instead of
+    generated ones; ``heads``: layer and head masses were captured.
     """
-    settings: dict[str, Any] = {"model": _model_key(model), "dtype": dtype, "method": signal}
+    if signal is not None:
+        from .signals import get_signal
+
+        signal = get_signal(signal).name
+    settings: dict[str, Any] = {"model": _model_key(model), "dtype": dtype, "method": signal,
+                                "trace_answer": trace_answer, "heads": heads}
     settings.update(_flat(*(config.to_dict() if config is not None else None
                             for config in (generation, sources, curation))))
     return _as_json(settings)

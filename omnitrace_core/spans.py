@@ -1,13 +1,14 @@
-"""Per-token traces + output sentences -> spans with curated, described sources."""
+"""Per-token traces + output sentences -> spans with curated, described sources (and what lies behind them)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .config import CurationConfig
-from .curation import curate, token_votes
+from .curation import Decision, curate, explain, token_votes
 from .result import Span, SpanSource
 
 if TYPE_CHECKING:
@@ -67,3 +68,55 @@ def curate_spans(spans: Sequence[Span], result: "TraceResult", config: CurationC
         out.append(Span(index=span.index, text=span.text, char_start=span.char_start, char_end=span.char_end,
                         token_start=lo, token_end=hi, sources=tuple(sources), confidence=round(mean_conf, 6)))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class SpanShares:
+    """Behind one span's curated list: every unit's share before curation, and the thresholds curation applied.
+
+    Attributes:
+        span: the span's index.
+        decisions: curation's view (:func:`omnitrace_core.curation.explain`): every unit some token of
+            the span was traced to (-1: no source), with its vote share, ranking score, cumulative
+            kept share and outcome, in ranking order.
+        mass: (U,) every unit's share of the span's attention mass on source units (the tokens' unit
+            masses summed, then normalised): units no token was traced to have a share here too.
+        p_min, coverage: the thresholds (None where the curation switches them off).
+        run_min: the run share above which a unit below p_min is rescued (None without run coherence).
+        curation: the settings explained.
+    """
+
+    span: int
+    decisions: tuple[Decision, ...]
+    mass: np.ndarray
+    p_min: float | None
+    coverage: float | None
+    run_min: float | None
+    curation: CurationConfig
+
+
+def span_shares(result: "TraceResult", span: int, curation: CurationConfig | None = None) -> SpanShares:
+    """Every unit's share of one output span before curation, with the curation thresholds (pure).
+
+    Args:
+        result: the trace.
+        span: the span's index in ``result.spans``.
+        curation: settings to explain (default: the result's own, which made its curated lists).
+
+    Raises:
+        IndexError: no such span.
+    """
+    if not 0 <= span < len(result.spans):
+        raise IndexError(f"span {span} is not in 0..{len(result.spans) - 1}")
+    config = curation or result.curation
+    lo, hi = result.spans[span].token_start, result.spans[span].token_end
+    units, confidence = result.token_trace(config.token_rule)
+    decisions = explain(units[lo:hi].tolist(), [t.pos for t in result.tokens[lo:hi]],
+                        confidence[lo:hi].tolist(), config)
+    totals = result.sources.unit_totals(result.atom_sum[lo:hi]).sum(axis=0)
+    whole = totals.sum()
+    mass = totals / whole if whole > 0 else np.zeros_like(totals)
+    return SpanShares(span=span, decisions=tuple(decisions), mass=mass,
+                      p_min=config.p_min if config.use_p_min else None,
+                      coverage=config.coverage if config.use_coverage else None,
+                      run_min=config.run_min if config.use_run_coherence else None, curation=config)

@@ -474,3 +474,34 @@ def test_interrupt_crash_and_unloadable_model_exit_codes(small_media, tracer, tm
     for model in (str(tmp_path / "no-model"), "./relative/missing"):  # a fresh output: no settings to compare
         assert main([*argv[:4], model, "--output", str(tmp_path / "fresh.jsonl"), *FAST]) == 2
         assert "neither an existing checkpoint folder nor a Hugging Face model id" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- given answers, heads, selections
+def test_trace_answer_traces_each_samples_answer_field(small_media, tiny_model_dir, tmp_path, capsys):
+    samples = _small_samples(3)
+    del samples[2]["answer"]
+    questions = _write_questions(tmp_path / "q", samples, small_media)
+    output = tmp_path / "out.jsonl"
+    assert _trace(questions, tiny_model_dir, output, "--trace-answer", "--heads", "--method", "attmean[-1:]") == 0
+    records = _records(output)
+    assert [r["status"] for r in records] == ["ok", "ok", "error"]
+    assert "has no 'answer'" in records[2]["error"] and "--trace-answer" in records[2]["error"]
+    for record in records[:2]:
+        result = TraceResult.from_dict(record["result"])
+        assert result.forced and result.text == record["answer"] and result.heads is not None
+        assert result.signal == "attmean[layers=-1:]" == record["settings"]["method"]
+        assert record["settings"]["trace_answer"] is True and record["settings"]["heads"] is True
+        assert all(t.logprob is not None for t in result.tokens)
+    capsys.readouterr()
+    # the fingerprint holds both flags: a resume without them would mix generated and given answers
+    assert _trace(questions, tiny_model_dir, output, "--heads", "--method", "attmean[layers=-1:]") == 2
+    assert "--trace-answer was true, now false" in capsys.readouterr().err
+    assert _trace(questions, tiny_model_dir, output, "--trace-answer", "--method", "attmean[-1:]") == 2
+    assert "--heads was true, now false" in capsys.readouterr().err
+
+
+def test_bad_signal_selection_exits_2(tmp_path, capsys):
+    questions = _write_questions(tmp_path, _small_samples(1))
+    code = main(["trace", "--questions", str(questions), "--model", "unused", "--output",
+                 str(tmp_path / "o.jsonl"), "--method", "attraw[layers=0]"])
+    assert code == 2 and "cannot select layers" in capsys.readouterr().err

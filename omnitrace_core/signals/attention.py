@@ -15,6 +15,7 @@ class AttMean(Signal):
 
     name = "attmean"
     description = "mean attention over all layers and heads"
+    selectable = ("layers", "heads")
 
     def layers(self, num_layers: int) -> tuple[int, ...]:
         return tuple(range(num_layers))
@@ -29,6 +30,7 @@ class AttRaw(Signal):
 
     name = "attraw"
     description = "last-layer attention, mean over heads"
+    selectable = ("heads",)
 
     def layers(self, num_layers: int) -> tuple[int, ...]:
         return (num_layers - 1,)

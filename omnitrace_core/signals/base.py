@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 
 class Signal(ABC):
@@ -33,6 +33,13 @@ class Signal(ABC):
     needs_gradients: ClassVar[bool] = False
     #: Scored once from the finished output (:meth:`score_output`), not per decode step.
     post_hoc: ClassVar[bool] = False
+    #: Which selections ``name[...]`` may make: "layers", "heads" (see :mod:`.selection`).
+    selectable: ClassVar[tuple[str, ...]] = ()
+
+    def heads(self, num_heads: int) -> tuple[int, ...] | None:
+        """The query heads this signal reads among ``num_heads`` (None: all); raises ConfigError when its
+        selection does not fit the model."""
+        return None
 
     def score_output(self, backend: Any, items: Sequence[Any], prepared: Any, sources: Any,
                      generated: Sequence[int], source_config: Any, system_prompt: str | None) -> np.ndarray:
@@ -76,6 +83,8 @@ def register_signal(cls: type[Signal], *, overwrite: bool = False) -> type[Signa
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise ValueError(f"{cls.__name__} needs a non-empty string class attribute 'name'")
+    if "[" in name or "]" in name:
+        raise ValueError(f"signal name '{name}' may not hold brackets: name[...] selects layers or heads")
     if name in _REGISTRY and not overwrite and _REGISTRY[name] is not cls:
         raise ValueError(f"a signal named '{name}' is already registered; pass overwrite=True")
     _REGISTRY[name] = cls
@@ -87,13 +96,40 @@ def list_signals() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_signal(name: str | Signal) -> Signal:
-    """A signal instance by name (an instance passes through)."""
+def get_signal(name: str | Signal, *, layers: Any = None, heads: Any = None) -> Signal:
+    """A signal instance by name (an instance passes through when nothing is selected).
+
+    Args:
+        name: a registered name, or one with a selection, e.g. ``"attmean[4:8]"`` or
+            ``"attmean[layers=-4:;heads=0,1]"`` (see :mod:`omnitrace_core.signals.selection`).
+        layers, heads: a selection of decoder layers / query heads: ``range(4, 8)``, ``slice(-4, None)``,
+            an index, a list of indices or a selection string (``"4:8"``); they add to the name's own.
+
+    Raises:
+        UnknownNameError: no signal of that name is registered (the message lists them).
+        ConfigError: a malformed selection, or one the signal does not take.
+    """
+    from .selection import RestrictedSignal, spec, split_name
+
     if isinstance(name, Signal):
-        return name
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown signal '{name}'; registered signals: {', '.join(list_signals())}"
-        ) from None
+        if layers is None and heads is None:
+            return name
+        signal, params = name, {}
+        if isinstance(signal, RestrictedSignal):
+            params = {k: v for k, v in (("layers", signal.layer_spec), ("heads", signal.head_spec)) if v is not None}
+            signal = signal.inner
+    else:
+        base, params = split_name(str(name))
+        try:
+            signal = _REGISTRY[base]()
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown signal '{base}'; registered signals: {', '.join(list_signals())} (any of them may "
+                "select layers or heads, e.g. attmean[4:8])"
+            ) from None
+    for kind, value in (("layers", layers), ("heads", heads)):
+        if value is not None:
+            if kind in params:
+                raise ConfigError(f"signal '{name}' already selects {kind}; pass {kind}= or name them, not both")
+            params[kind] = spec(value, f"{kind} of signal '{getattr(signal, 'name', name)}'")
+    return RestrictedSignal(signal, **params) if params else signal
