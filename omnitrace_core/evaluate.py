@@ -158,14 +158,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for signal in signals:
         path = given.get(signal) or R.trace_split(tracer, test, signal, work / f"{test.name}.{signal}.jsonl",
                                                   None, generation, sources, not args.no_progress)
-        traced[signal] = R.load_traced(path, test.truth)
+        traced[signal] = R.load_traced(path, test.truth, set(sample_keys(test.samples)))
         if not traced[signal].records:
             raise UsageError(f"no successful traces for {signal} in {path}")
     dev_traced = None
     if dev is not None and any(b in ("random", "embedding") for b in baseline_names):
         path = R.trace_split(tracer, dev, signals[0], work / f"{dev.name}.{signals[0]}.jsonl", None, generation,
                              sources, not args.no_progress) if not given else None
-        dev_traced = R.load_traced(path, dev.truth) if path else None
+        dev_traced = R.load_traced(path, dev.truth, set(sample_keys(dev.samples))) if path else None
 
     def items_for(split, record):
         keys = dict(zip(sample_keys(split.samples), split.samples))

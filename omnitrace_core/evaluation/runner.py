@@ -59,9 +59,12 @@ class Traced:
         return {str(r["key"]): t for r, t in zip(self.records, self.truths) if t is not None}
 
 
-def load_traced(path: Path, truth: GroundTruth) -> Traced:
+def load_traced(path: Path, truth: GroundTruth, keys: set[str] | None = None) -> Traced:
+    """The ``ok`` traces of a file (only those of ``keys``, the split's samples, when given)."""
     records, results, truths = [], [], []
     for record, result in read_records(path):
+        if keys is not None and str(record.get("key")) not in keys:
+            continue  # a trace file written for more samples (an earlier run without --limit)
         records.append(record)
         results.append(result)
         truths.append(truth.lookup(record))

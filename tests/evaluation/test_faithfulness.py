@@ -137,6 +137,11 @@ def test_evaluate_faithfulness_with_and_without_labels(tmp_path):
     again = ["--faithfulness", "--verify-mode", "knockout", "--limit", "3", "--signals", "attmean", "--baselines",
              "random", "--no-ablations", "--tune-split", "", "--work-dir", str(work), "--no-progress"]
     assert main(again) == 0 and (work / "test.faithfulness.jsonl").read_text() == cached  # nothing measured twice
+    # a smaller --limit over the same work dir scores only its own samples, not every trace the files hold
+    assert main([*again[:4], "2", *again[5:], "--json", str(tmp_path / "two.json")]) == 0
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two["samples"] == 2 and two["faithfulness"]["summary"]["sentences_total"] < \
+        faith["summary"]["sentences_total"]
 
     # a questions file without labels: only what needs none, with the same numbers
     code = main(["--faithfulness", "--verify-mode", "knockout", "--questions", str(QUESTIONS), "--limit", "3",
