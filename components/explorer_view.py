@@ -21,6 +21,8 @@ from omnitrace_core.result import ItemInfo
 from omnitrace_core.sources import SourceUnit
 
 MODALITIES = ("text", "image", "audio", "video")
+#: "Behind the curated list" shows at most this many units per sentence (the strongest).
+BEHIND_ROWS = 40
 MODALITY_LABELS = {"text": "text", "image": "image", "audio": "audio", "video": "video"}
 
 
@@ -128,16 +130,39 @@ def _token_rows(result: TraceResult) -> list[dict[str, Any]]:
             if atoms.size:
                 tile = _tile_where(result.items[unit.item], int(atom_tile[atoms[np.argmax(result.atom_sum[t, atoms])]]))
                 where = f"{where} \u00b7 {tile}" if tile else where
-        rows.append({
+        row = {
             "text": token.text, "unit": int(units[t]), "conf": round(float(confidence[t]), 4), "pos": token.pos,
             "w": round(float(result.curation.pos_weight(token.pos)), 3), "where": where,
             "top": [[int(u), round(float(unit_sum[t, u]), 4)] for u in top[t] if unit_sum[t, u] > 0],
-        })
+        }
+        if token.logprob is not None:
+            row["lp"] = round(token.logprob, 3)
+        if token.top_id is not None:  # the model's own choice was another token
+            row.update(alt=token.top_text or "", altlp=round(token.top_logprob, 3))
+        rows.append(row)
     return rows
 
 
-def build_payload(result: TraceResult) -> dict[str, Any]:
-    """The data explorer.js needs: units, spans with curated sources, tokens."""
+def behind_curation(result: TraceResult, span: int) -> dict[str, Any]:
+    """Every unit's share of one sentence before curation, with the thresholds (see ``TraceResult.span_shares``).
+
+    ``rows``: [unit (-1: no source), vote share, mass share, outcome, cumulative kept share]: the units
+    curation ranked, in its order, then the units holding mass that no token was traced to ("no token"),
+    strongest first; at most ``BEHIND_ROWS`` of them (``more``: how many were left out).
+    """
+    shares = result.span_shares(span)
+    rows = [[d.unit, round(d.share, 4), round(float(shares.mass[d.unit]), 4) if d.unit >= 0 else 0.0, d.outcome,
+             round(d.cumulative, 4)] for d in shares.decisions]
+    ranked = {d.unit for d in shares.decisions}
+    rest = [u for u in np.argsort(-shares.mass, kind="stable").tolist() if u not in ranked and shares.mass[u] > 0]
+    rows += [[int(u), 0.0, round(float(shares.mass[u]), 4), "no token", None] for u in rest]
+    return {"rows": rows[:BEHIND_ROWS], "more": max(0, len(rows) - BEHIND_ROWS), "p_min": shares.p_min,
+            "coverage": shares.coverage}
+
+
+def build_payload(result: TraceResult, gold: Mapping[int, Sequence[int]] | None = None) -> dict[str, Any]:
+    """The data explorer.js needs: units, spans with curated sources (and, with ``gold``, the sources the
+    ground truth expects: span index -> units), what lies behind each curated list, tokens."""
     units = []
     for u in result.units:
         where, name = unit_where(u)
@@ -160,10 +185,15 @@ def build_payload(result: TraceResult) -> dict[str, Any]:
             if s.tracks is not None:
                 entry["tracks"] = dict(s.tracks)
             sources.append(entry)
-        spans.append({"index": span.index, "sources": sources, "mods": modality_split(span), "weak": is_weak(span),
-                      "conf": round(span.confidence, 4), "tokens": [span.token_start, span.token_end]})
+        entry = {"index": span.index, "sources": sources, "mods": modality_split(span), "weak": is_weak(span),
+                 "conf": round(span.confidence, 4), "tokens": [span.token_start, span.token_end],
+                 "behind": behind_curation(result, span.index)}
+        if gold is not None and span.index in gold:
+            entry["gold"] = [int(u) for u in gold[span.index]]
+        spans.append(entry)
     return {"signal": result.signal, "units": units, "spans": spans, "tokens": _token_rows(result),
-            "modalities": list(MODALITIES)}
+            "modalities": list(MODALITIES), "forced": result.forced, "heads": result.heads is not None,
+            "gold": gold is not None}
 
 
 # -- HTML pieces -------------------------------------------------------------------------------
@@ -175,9 +205,31 @@ def _modality_bar(split: Mapping[str, float], cls: str = "ot-mbar") -> str:
     return f'<span class="{cls}" title="{esc(title)}">{parts}</span>'
 
 
+def _sentence_text(result: TraceResult, span: Span) -> str:
+    """A sentence's text, escaped, with the tokens the model would not have written marked (the model's
+    own choice in their title)."""
+    out, cursor = [], span.char_start
+    for token in result.tokens[span.token_start:span.token_end]:
+        if token.top_id is None or token.char_end <= token.char_start:
+            continue
+        start, end = max(token.char_start, cursor), min(token.char_end, span.char_end)
+        if end <= start:
+            continue
+        out.append(esc(result.text[cursor:start]))
+        title = f"log p {token.logprob:.2f}; the model would write {token.top_text!r} (log p {token.top_logprob:.2f})"
+        out.append(f'<mark class="ot-disagree" data-tok="{int(token.index)}" title="{esc(title)}">'
+                   f'{esc(result.text[start:end])}</mark>')
+        cursor = end
+    out.append(esc(result.text[cursor:span.char_end]))
+    return "".join(out)
+
+
 def _output_html(result: TraceResult | None, text: str, pending: str) -> str:
     out, cursor = [], 0
     if result is not None:
+        if result.forced:
+            out.append('<p class="ot-forced">Given answer, teacher-forced. Marked tokens are where the model would '
+                       'have written another token (click a sentence: its token table gives each log p).</p>')
         for span in result.spans:
             out.append(esc(text[cursor:span.char_start]))
             weak = is_weak(span)
@@ -185,7 +237,7 @@ def _output_html(result: TraceResult | None, text: str, pending: str) -> str:
             flag = '<span class="ot-flag" title="no strong source">&#9888;</span>' if weak else ""
             label = "no strong source" if weak else f"{len(span.sources)} source(s)"
             out.append(f'<span class="{cls}" data-span="{int(span.index)}" tabindex="0" role="button" '
-                       f'title="{esc(label)}"><span class="ot-stext">{esc(span.text)}</span>{flag}{_modality_bar(modality_split(span))}</span>')
+                       f'title="{esc(label)}"><span class="ot-stext">{_sentence_text(result, span)}</span>{flag}{_modality_bar(modality_split(span))}</span>')
             cursor = span.char_end
         out.append(esc(text[cursor:]))
     if pending:
@@ -316,7 +368,7 @@ def _legend() -> str:
 
 def render_explorer(result: TraceResult | None, media: Mapping[int, MediaPreview] | None = None, *,
                     items: Sequence[ItemInfo] | None = None, pending: str = "", progress: float | None = None,
-                    caption: str = "") -> str:
+                    caption: str = "", gold: Mapping[int, Sequence[int]] | None = None) -> str:
     """The explorer's HTML.
 
     Args:
@@ -327,12 +379,13 @@ def render_explorer(result: TraceResult | None, media: Mapping[int, MediaPreview
         pending: generated text after the last finished sentence (still being written).
         progress: fraction of the generation budget used while streaming; None when done.
         caption: one line above the output (model, signal, timings).
+        gold: span index -> the units its ground-truth labels name (outlined beside the traced sources).
     """
     media = media or {}
     shown = result.items if result is not None else tuple(items or ())
     units = result.units if result is not None else ()
     text = result.text if result is not None else ""
-    payload = build_payload(result) if result is not None else {"units": [], "spans": [], "tokens": []}
+    payload = build_payload(result, gold) if result is not None else {"units": [], "spans": [], "tokens": []}
     bar = ""
     if progress is not None:
         bar = (f'<div class="ot-progress" role="progressbar" aria-valuenow="{100 * progress:.0f}" aria-valuemin="0" '

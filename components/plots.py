@@ -1,6 +1,6 @@
-"""Plotly figures: per-token trace confidence, and per-sentence agreement between signals.
+"""Plotly figures: per-token trace confidence, per-sentence agreement between signals, and a run's aggregates.
 
-Pure (a result or comparison in, a figure out); plotly is imported where used.
+Pure (a result, comparison or run in, a figure out); plotly is imported where used.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 from omnitrace_core import TraceResult
 
 from .compare import Comparison
+from .runs import MODALITIES, Run, mean_mass, task_f1
 
 COLOURS = {"text": "#4c78a8", "image": "#f58518", "audio": "#54a24b", "video": "#b279a2", "none": "#9ca3af"}
 
@@ -65,3 +66,46 @@ def agreement_figure(comparison: Comparison | None) -> Any:
     fig.add_bar(x=xs, y=ys, marker_color="#ea580c", hovertext=hover, hoverinfo="text+y", name="mean Jaccard")
     fig.update_yaxes(range=[0, 1])
     return _layout(fig, f"Per-sentence agreement: {', '.join(comparison.signals)}", "Jaccard")
+
+
+def task_f1_figure(run: Run | None) -> Any:
+    """Grouped bars: per task, the mean F1 against the ground truth of each modality."""
+    go = _plotly()
+    fig = go.Figure()
+    scores = task_f1(run.rows) if run is not None else {}
+    if not scores:
+        return _layout(fig, "F1 per task (needs ground truth)", "F1")
+    tasks = list(scores)
+    for modality in MODALITIES:
+        if any(modality in scores[t] for t in tasks):
+            fig.add_bar(x=tasks, y=[scores[t].get(modality) for t in tasks], name=modality,
+                        marker_color=COLOURS[modality])
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, "F1 per task and modality", "F1")
+
+
+def modality_mass_figure(run: Run | None) -> Any:
+    """One stacked bar: the mean share of the attention mass on sources per modality, over traced samples."""
+    go = _plotly()
+    fig = go.Figure()
+    split = mean_mass(run.rows) if run is not None else {}
+    if not split:
+        return _layout(fig, "Mass by modality (load a run)", "share")
+    for modality, share in split.items():
+        fig.add_bar(x=["mass"], y=[share], name=modality, marker_color=COLOURS[modality],
+                    hovertemplate=f"{modality}: %{{y:.1%}}<extra></extra>")
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, "Attention mass by modality", "share")
+
+
+def confidence_histogram(run: Run | None) -> Any:
+    """Histogram of every output sentence's confidence over the run."""
+    go = _plotly()
+    fig = go.Figure()
+    values = [c for row in run.rows for c in row.confidences] if run is not None else []
+    if not values:
+        return _layout(fig, "Sentence confidence (load a run)", "sentences")
+    fig.add_histogram(x=values, nbinsx=30, marker_color="#ea580c", name="sentences")
+    fig.update_xaxes(title_text="sentence confidence")
+    return _layout(fig, f"Confidence, {len(values)} sentences", "sentences")

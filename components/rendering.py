@@ -63,7 +63,7 @@ class ViewContext:
             infos = [item.info(k) for k, item in enumerate(items)]
             return render_explorer(None, cache.previews(infos), items=infos, pending=pending, progress=progress)
         return render_explorer(result, cache.for_result(result), pending=pending, progress=progress,
-                               caption=self.caption(result))
+                               caption=self.caption(result), gold=session.gold)
 
 
 def status_html(state: str, message: str, detail: str = "") -> str:

@@ -111,6 +111,7 @@ class Generation:
     view_signal: str | None
     run_items: tuple[Any, ...]
     run_settings: dict[str, Any]
+    gold: dict[int, list[int]] | None = None
 
 
 @dataclass
@@ -129,6 +130,10 @@ class Session:
         stop: set to end the running generation early, or to cancel a queued one before it starts.
         queued: Trace was pressed and its run has not started yet.
         running: a run of this session is generating.
+        run: the batch run loaded in the Runs tab (``components.runs.Run``), with ``run_query`` its table's
+            filter, sort and page, and ``run_key`` the sample opened from it.
+        gold: per output sentence, the units the ground truth expects (a sample opened from a run with labels).
+        selection: what was last clicked in the explorer (``span``, ``token``, ``unit``), for the layer x head map.
     """
 
     results: dict[str, TraceResult] = field(default_factory=dict)
@@ -140,6 +145,11 @@ class Session:
     stop: threading.Event = field(default_factory=threading.Event)
     queued: bool = False
     running: bool = False
+    run: Any = None
+    run_query: dict[str, Any] = field(default_factory=dict)
+    run_key: str | None = None
+    gold: dict[int, list[int]] | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
     _workdir: Path | None = None
     _previews: PreviewCache | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -171,9 +181,10 @@ class Session:
     def saved(self) -> Generation:
         """The current generation, to ``restore`` if what replaces it fails."""
         return Generation(dict(self.results), self.base_signal, self.view_signal, self.run_items,
-                          dict(self.run_settings))
+                          dict(self.run_settings), self.gold)
 
     def restore(self, generation: Generation) -> None:
+        self.gold, self.selection = generation.gold, {}
         self.results = dict(generation.results)
         self.base_signal, self.view_signal = generation.base_signal, generation.view_signal
         self.run_items, self.run_settings = generation.run_items, dict(generation.run_settings)

@@ -24,6 +24,7 @@ ENV_DEVICE = "OMNITRACE_DEVICE"
 ENV_CACHE = "OMNITRACE_CACHE"
 ENV_CONCURRENCY = "OMNITRACE_CONCURRENCY"
 ENV_ASR_MODEL = "OMNITRACE_ASR_MODEL"
+ENV_DATA_DIR = "OMNITRACE_DATA_DIR"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class AppSettings:
         host / port: where to serve.
         asr_model: speech recogniser for audio and video items set to speech segments (a Hub id or
             a local folder of any transformers ASR checkpoint with timestamps).
+        data_dir: a folder of batch runs (their .jsonl outputs, ground-truth and samples files, media)
+            that the Runs tab lists and the app may read and serve; None: uploads only.
     """
 
     model: str | None = None
@@ -83,6 +86,7 @@ class AppSettings:
     host: str = "127.0.0.1"
     port: int | None = None
     asr_model: str = SourceConfig().asr_model
+    data_dir: Path | None = None
 
     @property
     def is_default_model(self) -> bool:
@@ -103,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="initial generation length")
     parser.add_argument("--asr-model", default=env.get(ENV_ASR_MODEL) or SourceConfig().asr_model,
                         help=f"speech recogniser for speech-segment units (env {ENV_ASR_MODEL})")
+    parser.add_argument("--data-dir", default=env.get(ENV_DATA_DIR) or None,
+                        help=f"folder of batch runs (.jsonl outputs, ground truth, samples and media) the Runs tab "
+                             f"lists; the app may read and serve files in it (env {ENV_DATA_DIR})")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env["GRADIO_SERVER_PORT"]) if env.get("GRADIO_SERVER_PORT") else None)
     limits = InputLimits()
@@ -112,6 +119,9 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     parser.add_argument("--max-video-seconds", type=float, default=limits.max_video_seconds)
     parser.add_argument("--max-prompt-tokens", type=int, default=limits.max_prompt_tokens)
     args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir}: not a folder")
     limits = InputLimits(max_file_mb=args.max_file_mb, max_image_pixels=args.max_image_pixels,
                          max_audio_seconds=args.max_audio_seconds, max_video_seconds=args.max_video_seconds,
                          max_prompt_tokens=args.max_prompt_tokens)
@@ -119,4 +129,4 @@ def parse_args(argv: list[str] | None = None) -> AppSettings:
     new_tokens = args.max_new_tokens or (48 if args.model is None else 256)
     return AppSettings(model=args.model, device=args.device, dtype=args.dtype, concurrency=max(1, args.concurrency),
                        default_new_tokens=min(new_tokens, limits.max_new_tokens), limits=limits, host=args.host,
-                       port=args.port, asr_model=args.asr_model)
+                       port=args.port, asr_model=args.asr_model, data_dir=data_dir)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import gradio as gr
 
 from omnitrace_core import (ConfigError, GenerationConfig, InputError, SourceConfig, TraceResult, Tracer,
-                            list_signals)
+                            UnknownNameError, get_signal, list_signals)
 
 from . import alerts
 from .input_checks import check_run
@@ -44,9 +44,10 @@ def model_stream(tracer: Tracer) -> Callable[..., Iterator[Any]]:
     """The model-bound part of a run (the only part that needs the GPU), over picklable arguments."""
 
     def stream(items: tuple, signal: str, generation: GenerationConfig, sources: SourceConfig, curation,
-               stop) -> Iterator[Any]:
+               stop, **options: Any) -> Iterator[Any]:
+        # options: answer= (trace a given answer), heads=True (capture layer and head masses)
         yield from tracer.stream(items, signal=signal, generation=generation, sources=sources, curation=curation,
-                                 stop=stop, partial_results=True)
+                                 stop=stop, partial_results=True, **options)
 
     return stream
 
@@ -70,11 +71,14 @@ def run_settings(max_new_tokens: float, audio_bin: float, video_bin: float, incl
 
 def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Session, items: Sequence[ComposedItem],
               signal: str, max_new_tokens: float, audio_bin: float, video_bin: float, include_prompt: bool,
-              video_fps: float | None = None, stream_fn: Callable | None = None) -> Iterator[tuple[str, str]]:
+              video_fps: float | None = None, answer: str = "", heads: bool = False,
+              stream_fn: Callable | None = None) -> Iterator[tuple[str, str]]:
     """Generate and trace, streaming the explorer.
 
     A run whose Stop was pressed while it waited in the queue does not start. A run that fails
     (or is abandoned) puts the session's previous trace back before the error propagates.
+    ``signal`` may select layers or heads (``attmean[4:8]``); a non-blank ``answer`` is traced
+    (teacher-forced) instead of a generated one; ``heads`` captures layer and head masses.
 
     Yields:
         (explorer HTML, status HTML): first the inputs, then after each finished sentence (and at
@@ -91,17 +95,25 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
                                                               "traced, the previous trace is kept.")
         return
     check_run(items, limits, getattr(tracer.backend, "modalities", None))
-    if signal not in list_signals():
-        raise InputError(f"unknown signal '{signal}'; choose one of {', '.join(list_signals())}")
+    try:
+        signal = get_signal(signal).name  # the canonical name: attmean[4:8] is attmean[layers=4:8]
+    except (UnknownNameError, ConfigError) as exc:
+        raise InputError(f"{exc}; or choose one of {', '.join(list_signals())}") from None
     if not 1 <= int(max_new_tokens) <= limits.max_new_tokens:
         raise InputError(f"generation length must be between 1 and {limits.max_new_tokens} tokens")
     generation, sources = run_settings(max_new_tokens, audio_bin, video_bin, include_prompt, limits, tracer.sources,
                                        video_fps)
     engine_items = tuple(item.to_engine() for item in items)
+    options: dict[str, Any] = {}
+    if answer and answer.strip():
+        options["answer"] = answer
+    if heads:
+        options["heads"] = True
     previous = session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
     session.running = True
     try:
-        yield from _generate(ctx, session, items, signal, generation, sources, stream_fn or model_stream(tracer))
+        yield from _generate(ctx, session, items, signal, generation, sources, stream_fn or model_stream(tracer),
+                             options)
     except BaseException:  # a failure, or the page went away mid-run: the last good trace stays
         session.restore(previous)
         raise
@@ -111,10 +123,12 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
 
 
 def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], signal: str,
-              generation: GenerationConfig, sources: SourceConfig, stream_fn: Callable) -> Iterator[tuple[str, str]]:
+              generation: GenerationConfig, sources: SourceConfig, stream_fn: Callable,
+              options: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """The streaming part of ``run_trace``, after the checks."""
     engine_items = session.run_items
     budget = generation.max_new_tokens
+    forced = "answer" in options
     yield (ctx.explorer(session, None, items=items, pending="", progress=0.0),
            status_html("running", "Preparing the prompt...", f"signal {signal}"))
 
@@ -122,7 +136,7 @@ def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], sig
     last_yield = time.monotonic()
     started = time.monotonic()
     final: TraceResult | None = None
-    for step in stream_fn(engine_items, signal, generation, sources, session.curation, session.stop):
+    for step in stream_fn(engine_items, signal, generation, sources, session.curation, session.stop, **options):
         if step.done:
             final = step.result
             break
@@ -139,9 +153,9 @@ def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], sig
         count = step.index + 1
         rate = count / max(now - started, 1e-6)
         sentences = len(snapshot.spans) if snapshot is not None else 0
-        yield (ctx.explorer(session, items=items, pending=pending, progress=count / budget),
-               status_html("running", f"Writing... {count} / {budget} tokens", f"{sentences} sentence(s) ready "
-                           f"\u00b7 {rate:.1f} tokens/s"))
+        doing = f"Tracing the given answer... {count} tokens" if forced else f"Writing... {count} / {budget} tokens"
+        yield (ctx.explorer(session, items=items, pending=pending, progress=None if forced else count / budget),
+               status_html("running", doing, f"{sentences} sentence(s) ready \u00b7 {rate:.1f} tokens/s"))
     if final is None:  # the stream always ends with a done step; be explicit if it did not
         raise RuntimeError("the generation ended without a result")
     session.results[signal] = final
@@ -149,7 +163,8 @@ def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], sig
     verb = "Stopped" if state == "stopped" else "Done"
     detail = (f"{len(final.spans)} sentence(s) \u00b7 {final.timings.get('total_s', 0):.1f} s \u00b7 "
               f"prompt {final.prompt_tokens} tokens \u00b7 end: {final.stop_reason}")
-    yield ctx.explorer(session), status_html(state, f"{verb}: {len(final.tokens)} tokens traced with {signal}.", detail)
+    what = "given answer's tokens" if final.forced else "tokens"
+    yield ctx.explorer(session), status_html(state, f"{verb}: {len(final.tokens)} {what} traced with {signal}.", detail)
 
 
 def request_run(session: Session) -> Any:
@@ -183,13 +198,16 @@ class TracePanel:
     video_bin: gr.Slider
     include_prompt: gr.Checkbox
     video_fps: gr.Slider
+    answer: gr.Textbox
+    heads: gr.Checkbox
     run: gr.Button
     stop: gr.Button
     status: gr.HTML
 
     @property
     def settings(self) -> list[gr.components.Component]:
-        return [self.signal, self.max_new_tokens, self.audio_bin, self.video_bin, self.include_prompt, self.video_fps]
+        return [self.signal, self.max_new_tokens, self.audio_bin, self.video_bin, self.include_prompt, self.video_fps,
+                self.answer, self.heads]
 
 
 def build_trace_panel(default_new_tokens: int, limits: InputLimits,
@@ -198,7 +216,9 @@ def build_trace_panel(default_new_tokens: int, limits: InputLimits,
     with gr.Accordion("Run settings", open=True, elem_classes="ot-settings"):
         signals = list_signals()
         signal = gr.Dropdown(label="Signal", choices=signals, value="attmean" if "attmean" in signals else signals[0],
-                             elem_id="ot-signal", info="how each generated token scores the input")
+                             elem_id="ot-signal", allow_custom_value=True,
+                             info="how each generated token scores the input; type e.g. attmean[4:8] or "
+                                  "attmean[heads=0:2] for chosen layers or heads")
         max_new_tokens = gr.Slider(1, limits.max_new_tokens, value=default_new_tokens, step=1,
                                    label="Generation length (new tokens)", elem_id="ot-max-new")
         with gr.Row():
@@ -208,11 +228,17 @@ def build_trace_panel(default_new_tokens: int, limits: InputLimits,
                               info="frames read per second of video: fewer frames make a shorter prompt",
                               elem_id="ot-video-fps")
         include_prompt = gr.Checkbox(label="Trace the instruction too", value=False)
+        answer = gr.Textbox("", label="Answer to trace", lines=2, elem_id="ot-answer",
+                            placeholder="leave empty to trace what the model generates",
+                            info="trace this text instead (teacher-forced): see where the model disagrees")
+        heads = gr.Checkbox(label="Capture layers and heads", value=False, elem_id="ot-heads",
+                            info="store each layer's and head's attention on every source (for the heat map)")
     with gr.Row():
         run = gr.Button("Trace", variant="primary", elem_id="ot-run", scale=3)
         stop = gr.Button("Stop", variant="stop", elem_id="ot-stop", scale=1)
     status = gr.HTML(status_html("idle", "Ready."), js_on_load=None, elem_id="ot-status", padding=False)
-    return TracePanel(signal, max_new_tokens, audio_bin, video_bin, include_prompt, video_fps, run, stop, status)
+    return TracePanel(signal, max_new_tokens, audio_bin, video_bin, include_prompt, video_fps, answer, heads, run, stop,
+                      status)
 
 
 def make_run_handler(tracer: Tracer, ctx: ViewContext, limits: InputLimits) -> Callable:
@@ -222,15 +248,16 @@ def make_run_handler(tracer: Tracer, ctx: ViewContext, limits: InputLimits) -> C
     gpu_stream = gpu_wrap(plain)
     on_zero_gpu = gpu_stream is not plain
 
-    def stream(items, signal, generation, sources, curation, stop):
+    def stream(items, signal, generation, sources, curation, stop, **options):
         # a worker process cannot share the stop switch: on ZeroGPU the run ends at its length
-        return gpu_stream(items, signal, generation, sources, curation, None if on_zero_gpu else stop)
+        return gpu_stream(items, signal, generation, sources, curation, None if on_zero_gpu else stop, **options)
 
     def handler(session: Session, items: list[ComposedItem], signal: str, max_new_tokens: float, audio_bin: float,
-                video_bin: float, include_prompt: bool, video_fps: float | None = None):
+                video_bin: float, include_prompt: bool, video_fps: float | None = None, answer: str = "",
+                heads: bool = False):
         try:
             yield from run_trace(tracer, ctx, limits, session, items, signal, max_new_tokens, audio_bin, video_bin,
-                                 include_prompt, video_fps, stream_fn=stream)
+                                 include_prompt, video_fps, answer, heads, stream_fn=stream)
             return
         except (InputError, ConfigError) as exc:
             title, message = "Input problem", str(exc)

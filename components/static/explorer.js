@@ -41,13 +41,15 @@ function otOnClick(host, ev) {
   var t = ev.target;
   if (!t || !t.closest) return;
   var tok = t.closest('[data-token]');
-  if (tok) { host.__otTok = Number(tok.getAttribute('data-token')); otApply(host); return; }
+  if (tok) { host.__otTok = Number(tok.getAttribute('data-token')); otApply(host); otNotify(host); return; }
   var go = t.closest('[data-goto-span]');
   var sent = go || t.closest('.ot-sent[data-span]');
   if (sent) {
+    var mark = go ? null : t.closest('[data-tok]');  // a marked token of a given answer: focus it too
     host.__otSel = {span: Number(sent.getAttribute(go ? 'data-goto-span' : 'data-span'))};
-    host.__otTok = null;
+    host.__otTok = mark ? Number(mark.getAttribute('data-tok')) : null;
     otApply(host);
+    otNotify(host);
     return;
   }
   var unitEl = t.closest('[data-unit]');
@@ -55,10 +57,23 @@ function otOnClick(host, ev) {
     host.__otSel = {unit: Number(unitEl.getAttribute('data-unit'))};
     host.__otTok = null;
     otApply(host);
+    otNotify(host, Number(unitEl.getAttribute('data-unit')));
     if (unitEl.hasAttribute('data-t0')) {
       otSeek(host, unitEl.getAttribute('data-item'), Number(unitEl.getAttribute('data-t0')));
     }
   }
+}
+
+// In the app, tell the server what was clicked (the layer x head panel follows it); the offline report
+// has no server, and a trace without head masses has nothing to show there.
+function otNotify(host, unit) {
+  if (typeof trigger !== 'function' || !host.__ot || !host.__ot.data.heads) return;
+  var sel = host.__otSel || {};
+  var last = host.__otLastSpan;
+  if (sel.span !== undefined) { last = sel.span; host.__otLastSpan = last; }
+  trigger('click', {span: last === undefined ? null : last,
+                    token: (host.__otTok === null || host.__otTok === undefined) ? null : host.__otTok,
+                    unit: unit === undefined ? null : unit});
 }
 
 function otSeek(host, item, seconds) {
@@ -88,8 +103,8 @@ function otItemDuration(host, card) {
 }
 
 function otClear(root) {
-  root.querySelectorAll('.ot-lit,.ot-sel,.ot-cite,.ot-focus,.ot-tokfocus').forEach(function (el) {
-    el.classList.remove('ot-lit', 'ot-sel', 'ot-cite', 'ot-focus', 'ot-tokfocus');
+  root.querySelectorAll('.ot-lit,.ot-sel,.ot-cite,.ot-focus,.ot-tokfocus,.ot-gold').forEach(function (el) {
+    el.classList.remove('ot-lit', 'ot-sel', 'ot-cite', 'ot-focus', 'ot-tokfocus', 'ot-gold');
     el.style.removeProperty('--ot-s');
   });
   root.querySelectorAll('.ot-tile').forEach(function (el) { el.style.removeProperty('--ot-h'); });
@@ -121,6 +136,9 @@ function otApply(host) {
 function otLightSpan(root, span) {
   var sent = root.querySelector('.ot-sent[data-span="' + span.index + '"]');
   if (sent) sent.classList.add('ot-sel');
+  (span.gold || []).forEach(function (u) {  // expected by the ground truth: outlined
+    root.querySelectorAll('.ot-inputs [data-unit="' + u + '"]').forEach(function (el) { el.classList.add('ot-gold'); });
+  });
   span.sources.forEach(function (s) {
     root.querySelectorAll('.ot-inputs [data-unit="' + s.unit + '"]').forEach(function (el) {
       el.classList.add('ot-lit');
@@ -224,17 +242,102 @@ function otSpanDetail(root, data, span, tokFocus) {
     list.appendChild(li);
   });
   box.appendChild(list);
+  if (span.gold) box.appendChild(otGoldList(data, span));
+  if (span.behind) box.appendChild(otBehind(data, span.behind));
   box.appendChild(otTokenTable(data, span, tokFocus));
   return box;
+}
+
+// The sources the ground truth expects for this sentence, each marked traced or missed.
+function otGoldList(data, span) {
+  var box = otEl('div', 'ot-goldbox');
+  var traced = {};
+  span.sources.forEach(function (s) { traced[s.unit] = true; });
+  box.appendChild(otEl('p', 'ot-sub', span.gold.length ? 'Expected by the ground truth (outlined in the inputs):'
+                                                        : 'The ground truth expects no source for this sentence.'));
+  var list = otEl('ul', 'ot-goldlist');
+  span.gold.forEach(function (u) {
+    var unit = data.units[u];
+    if (!unit) return;
+    var li = otEl('li', traced[u] ? 'ot-hit' : 'ot-miss');
+    li.setAttribute('data-gold-unit', String(u));
+    li.appendChild(otEl('span', 'ot-dot ot-m-' + unit.modality));
+    li.appendChild(otSourceName(unit.where, unit.name, unit.label));
+    li.appendChild(otEl('span', 'ot-goldmark', traced[u] ? 'traced' : 'missed'));
+    list.appendChild(li);
+  });
+  box.appendChild(list);
+  return box;
+}
+
+// Behind the curated list: every unit's share of the sentence before curation, the thresholds drawn.
+function otBehind(data, behind) {
+  var wrap = otEl('details', 'ot-behind');
+  wrap.appendChild(otEl('summary', null, 'Behind the curated list: every unit\u2019s share before curation'));
+  var notes = [];
+  if (behind.p_min !== null && behind.p_min !== undefined) notes.push('p_min ' + Number(behind.p_min).toFixed(2) + ' (line)');
+  if (behind.coverage !== null && behind.coverage !== undefined) notes.push('coverage ' + Number(behind.coverage).toFixed(2));
+  wrap.appendChild(otEl('p', 'ot-sub', 'Bars: share of the sentence\u2019s vote (curation\u2019s input); thin bars: share of its attention mass. ' +
+                        (notes.length ? notes.join(', ') : 'no threshold') + '.'));
+  var short = {'kept': 'kept', 'rescued': 'rescued', 'below p_min': '< p_min', 'after coverage': 'after cov.',
+               'no token': 'no token', 'no vote': 'no vote'};
+  var table = otEl('table', 'ot-behindtable');
+  var thead = otEl('thead');
+  var hr = otEl('tr');
+  ['unit', 'vote / mass', '', 'outcome'].forEach(function (h) { hr.appendChild(otEl('th', null, h)); });
+  thead.appendChild(hr);
+  table.appendChild(thead);
+  var tbody = otEl('tbody');
+  behind.rows.forEach(function (r) {
+    var unit = r[0] >= 0 ? data.units[r[0]] : null;
+    var tr = otEl('tr', 'ot-out-' + String(r[3]).replace(/[^a-z]+/g, '-'));
+    tr.setAttribute('data-behind-unit', String(r[0]));
+    tr.setAttribute('data-outcome', String(r[3]));
+    tr.setAttribute('title', 'vote share ' + otPct(r[1]) + ', mass share ' + otPct(r[2]) +
+                    (r[4] === null || r[4] === undefined ? '' : ', kept so far ' + otPct(r[4])) + ': ' + r[3]);
+    var name = otEl('td', 'ot-bname');
+    if (unit) {
+      name.appendChild(otEl('span', 'ot-dot ot-m-' + unit.modality));
+      name.appendChild(otSourceName(unit.where, unit.name, unit.label));
+    } else {
+      name.appendChild(document.createTextNode('(no source)'));
+    }
+    tr.appendChild(name);
+    var cell = otEl('td', 'ot-bbar');
+    var track = otEl('span', 'ot-btrack');
+    var vote = otEl('i', 'ot-bvote');
+    vote.style.width = (100 * Math.min(1, r[1])) + '%';
+    var mass = otEl('i', 'ot-bmass');
+    mass.style.width = (100 * Math.min(1, r[2])) + '%';
+    track.appendChild(vote);
+    track.appendChild(mass);
+    if (behind.p_min !== null && behind.p_min !== undefined) {
+      var line = otEl('b', 'ot-bpmin');
+      line.style.left = (100 * behind.p_min) + '%';
+      line.setAttribute('title', 'p_min ' + behind.p_min);
+      track.appendChild(line);
+    }
+    cell.appendChild(track);
+    tr.appendChild(cell);
+    tr.appendChild(otEl('td', 'ot-bnum', otPct(r[1]) + ' / ' + otPct(r[2])));
+    tr.appendChild(otEl('td', 'ot-boutcome', short[r[3]] || r[3]));
+    tbody.appendChild(tr);
+  });
+  table.appendChild(tbody);
+  wrap.appendChild(table);
+  if (behind.more) wrap.appendChild(otEl('p', 'ot-sub', behind.more + ' weaker unit(s) not shown.'));
+  return wrap;
 }
 
 function otTokenTable(data, span, tokFocus) {
   var wrap = otEl('details', 'ot-tokens');
   wrap.open = true;
-  wrap.appendChild(otEl('summary', null, 'Tokens: POS, POS vote weight (wt), source, confidence'));
+  var rated = data.tokens.length && data.tokens[0].lp !== undefined;
+  wrap.appendChild(otEl('summary', null, 'Tokens: POS, POS vote weight (wt), source, confidence' +
+                        (rated ? ', log-probability under the model' : '')));
   var table = otEl('table', 'ot-toktable');
   var hr = otEl('tr');
-  ['token', 'POS', 'wt', 'source', 'conf.'].forEach(function (h) { hr.appendChild(otEl('th', null, h)); });
+  ['token', 'POS', 'wt', 'source', 'conf.'].concat(rated ? ['log p'] : []).forEach(function (h) { hr.appendChild(otEl('th', null, h)); });
   var thead = otEl('thead');
   thead.appendChild(hr);
   table.appendChild(thead);
@@ -260,6 +363,14 @@ function otTokenTable(data, span, tokFocus) {
     var conf = otEl('td', 'ot-tokconf', Number(tok.conf).toFixed(3));
     conf.style.setProperty('--ot-s', String(Math.min(1, tok.conf)));
     tr.appendChild(conf);
+    if (rated) {
+      var lp = otEl('td', 'ot-toklp', tok.lp === undefined ? '' : Number(tok.lp).toFixed(2));
+      if (tok.alt !== undefined) {  // the model's own choice was another token
+        tr.classList.add('ot-disagree');
+        lp.appendChild(otEl('span', 'ot-alt', 'model: ' + JSON.stringify(tok.alt) + ' (' + Number(tok.altlp).toFixed(2) + ')'));
+      }
+      tr.appendChild(lp);
+    }
     tbody.appendChild(tr);
   }
   table.appendChild(tbody);

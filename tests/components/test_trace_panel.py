@@ -223,3 +223,17 @@ def test_video_frame_rate_setting_reaches_the_engine(tracer, media):
     lengths = [tracer.backend.prepare(video, run_settings(4, 1.0, 1.0, False, LIMITS, tracer.sources, fps)[1]).length
                for fps in (1.0, 4.0)]
     assert lengths[0] < lengths[1]  # fewer frames, a shorter prompt: what the prompt-limit message advises
+
+
+def test_answer_to_trace_heads_and_restricted_signals(tracer, view_context):
+    items = [ComposedItem(kind="text", text="Name the colour. The sky is blue.")]
+    session = Session()
+    outputs = list(run_trace(tracer, view_context, LIMITS, session, items, "attmean[-1:]", 4, 1.0, 1.0, False,
+                             answer="It is blue. Yes.", heads=True))
+    assert "given answer" in outputs[-1][1]
+    (signal, result), = session.results.items()
+    assert signal == "attmean[layers=-1:]" == result.signal
+    assert result.forced and result.text == "It is blue. Yes." and result.heads is not None
+    assert "ot-forced" in outputs[-1][0]
+    with pytest.raises(InputError, match="cannot select layers"):
+        list(run_trace(tracer, view_context, LIMITS, Session(), items, "attraw[0]", 4, 1.0, 1.0, False))
