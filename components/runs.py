@@ -141,7 +141,8 @@ class Row:
         confidence: mean sentence confidence; confidences: every sentence's.
         f1: mean F1 against the ground truth over scored (sentence, modality) pairs; None without labels.
         f1_pairs: (modality, F1) of every scored pair.
-        comprehensiveness, sufficiency: mean over verified sentences (scope "all"); None unverified.
+        comprehensiveness, sufficiency: mean over verified sentences (scope "all") of the first file that verified
+            the sample; None unverified.
         agreement: mean per-sentence Jaccard of curated units between signals of the same generation.
         mass: modality -> share of the attention mass on sources.
         forced: the traced answer was given (``--trace-answer``); heads: layer and head masses stored.
@@ -427,6 +428,8 @@ def load_run(paths: Sequence[str | Path], truth: GroundTruth | None = None, samp
                 merged[row.key] = row
             else:
                 first.traces.setdefault(index, row.traces[index])
+                if first.comprehensiveness is None and row.comprehensiveness is not None:  # a verify output
+                    first.comprehensiveness, first.sufficiency = row.comprehensiveness, row.sufficiency
     for row in merged.values():
         row.agreement = agreement(list(row.traces.values()))
     return Run(files=tuple(files), rows=list(merged.values()), truth=truth, samples=samples)

@@ -225,3 +225,21 @@ def test_a_half_written_last_line_is_ignored(run_files, tmp_path):
     data = run_files.attmean.read_bytes()
     path.write_bytes(data + data[:200])
     assert len(load_run([path]).rows) == len(data.splitlines())
+
+
+def test_a_verify_output_gives_the_faithfulness_columns(tracer, run_files, tmp_path):
+    from omnitrace_core.verify_cli import read_traces, verify_batch
+
+    verified = tmp_path / "verified.jsonl"
+    verify_batch(tracer, read_traces(run_files.attmean)[:2], verified, mode="knockout", progress=False)
+    run = load_run([verified])
+    assert [r.key for r in run.rows] == ["a:caption", "b:qa"]
+    for row in run.rows:
+        result = run.results(row.key)["attmean"]
+        checks = result.verification.sentences
+        assert checks and row.comprehensiveness == pytest.approx(np.mean([c.comprehensiveness["all"] for c in checks]))
+        assert row.sufficiency == pytest.approx(np.mean([c.sufficiency["all"] for c in checks]))
+    # with the trace file first, the verified file adds its signal's second copy: no agreement between them
+    both = load_run([run_files.attmean, verified])
+    assert both.by_key["a:caption"].agreement is None and len(both.results("a:caption")) == 2
+    assert both.by_key["a:caption"].comprehensiveness == run.by_key["a:caption"].comprehensiveness
