@@ -44,8 +44,10 @@ def trace_signals(tracer: Tracer, session: Session, signals: Sequence[str],
     for signal in signals:
         if signal in session.results:
             continue
+        # a traced given answer is traced again as given; head masses are captured again when they were
+        options = {k: settings[k] for k in ("answer", "heads") if k in settings}
         result = trace_fn(session.run_items, signal=signal, generation=settings["generation"],
-                          sources=settings["sources"], curation=session.curation)
+                          sources=settings["sources"], curation=session.curation, **options)
         session.results[signal] = result
         yield session_comparison(session)
 

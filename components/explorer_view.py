@@ -237,7 +237,8 @@ def _output_html(result: TraceResult | None, text: str, pending: str) -> str:
             flag = '<span class="ot-flag" title="no strong source">&#9888;</span>' if weak else ""
             label = "no strong source" if weak else f"{len(span.sources)} source(s)"
             out.append(f'<span class="{cls}" data-span="{int(span.index)}" tabindex="0" role="button" '
-                       f'title="{esc(label)}"><span class="ot-stext">{_sentence_text(result, span)}</span>{flag}{_modality_bar(modality_split(span))}</span>')
+                       f'title="{esc(label)}"><span class="ot-stext">{_sentence_text(result, span)}</span>{flag}'
+                       f'{_modality_bar(modality_split(span))}</span>')
             cursor = span.char_end
         out.append(esc(text[cursor:]))
     if pending:

@@ -24,7 +24,8 @@ def selection_units(result: TraceResult, span: int | None, token: int | None) ->
     """(label, unit) choices for the map, strongest first on the selection (the sentence's curated
     sources lead); every unit of the trace is offered."""
     tokens = _tokens(result, span, token)
-    mass = result.sources.unit_totals(result.atom_sum[tokens]).sum(axis=0) if len(tokens) else np.zeros(len(result.units))
+    mass = (result.sources.unit_totals(result.atom_sum[tokens]).sum(axis=0) if len(tokens)
+            else np.zeros(len(result.units)))
     curated = [s.unit for s in result.spans[span].sources] if span is not None and token is None else []
     order = curated + [int(u) for u in np.argsort(-mass, kind="stable") if int(u) not in curated]
     return [(_label(result, u), u) for u in order]

@@ -27,7 +27,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from omnitrace_core import InputError, TraceResult
-from omnitrace_core.evaluation.groundtruth import FORMAT as TRUTH_FORMAT
 from omnitrace_core.evaluation.groundtruth import GroundTruth, SampleTruth
 from omnitrace_core.evaluation.metrics import mean_prf
 from omnitrace_core.evaluation.outputs import parse_option

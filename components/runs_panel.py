@@ -50,7 +50,10 @@ function otRunsClick(ev) {
 }
 element.addEventListener('click', otRunsClick);
 element.addEventListener('keydown', function (ev) {
-  if (ev.key === 'Enter' && ev.target.closest && ev.target.closest('tr[data-key]')) { ev.preventDefault(); otRunsClick(ev); }
+  if (ev.key === 'Enter' && ev.target.closest && ev.target.closest('tr[data-key]')) {
+    ev.preventDefault();
+    otRunsClick(ev);
+  }
 });
 """
 
@@ -227,7 +230,11 @@ def show_sample(session: Session, opened: OpenedSample) -> None:
     first = next(iter(opened.results))
     result = opened.results[first]
     run_items = tuple(item.to_engine() for item in opened.items)
-    settings = {"generation": result.generation, "sources": result.source_config} if run_items else {}
+    settings: dict[str, Any] = {}
+    if run_items:  # what Compare signals needs to trace the same generation with other signals
+        settings = {"generation": result.generation, "sources": result.source_config,
+                    **({"answer": result.text} if result.forced else {}),
+                    **({"heads": True} if result.heads is not None else {})}
     session.restore(Generation(dict(opened.results), first, first, run_items, settings, opened.gold))
     session.run_key = opened.key
 

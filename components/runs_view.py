@@ -17,13 +17,15 @@ HEADINGS = (
     ("key", "sample", "the sample's key (id, or id:task)"),
     ("task", "task", "the sample's task"),
     ("status", "status", "ok, or the error that stopped the sample"),
-    ("answer", "model answer", "the traced answer (a given one with --trace-answer); \u2713/\u2717: it matches the expected one"),
+    ("answer", "model answer",
+     "the traced answer (a given one with --trace-answer); \u2713/\u2717: it matches the expected one"),
     ("expected", "expected", "the sample's \"answer\" field"),
     ("sentences", "sent.", "output sentences"),
     ("unsupported", "no src", "sentences without a curated source"),
     ("confidence", "conf.", "mean sentence confidence"),
     ("f1", "F1", "mean F1 against the ground truth (scored sentence and modality pairs)"),
-    ("comprehensiveness", "compr.", "mean comprehensiveness of verified sentences (nats; higher: the citation holds what the sentence needs)"),
+    ("comprehensiveness", "compr.",
+     "mean comprehensiveness of verified sentences (nats; higher: the citation holds what the sentence needs)"),
     ("sufficiency", "suff.", "mean sufficiency of verified sentences (nats; lower: the citation is enough)"),
     ("agreement", "agree", "mean per-sentence Jaccard of curated sources between the run's signals"),
 )
@@ -59,7 +61,8 @@ def _row_html(row: Row, selected: str | None) -> str:
     cls = "ot-rrow ot-rsel" if row.key == selected else "ot-rrow"
     f1 = f'<td class="ot-rnum ot-rf1" style="--ot-s:{row.f1:.3f}">{row.f1:.2f}</td>' if row.f1 is not None \
         else '<td class="ot-rnum">\u2013</td>'
-    return (f'<tr class="{cls}" data-key="{esc(row.key)}" tabindex="0" role="button" title="open {esc(row.key)} in the explorer">'
+    return (f'<tr class="{cls}" data-key="{esc(row.key)}" tabindex="0" role="button" '
+            f'title="open {esc(row.key)} in the explorer">'
             f'<td class="ot-rkey">{esc(row.key)}</td><td>{esc(row.task)}</td>{_status_cell(row)}{_answer_cell(row)}'
             f'<td class="ot-rtext" title="{esc(row.expected)}">{esc(_clip(row.expected))}</td>'
             f'<td class="ot-rnum">{_count(row.sentences)}</td>'
@@ -72,9 +75,9 @@ def _row_html(row: Row, selected: str | None) -> str:
 def render_table(page: Page | None, selected: str | None = None) -> str:
     """The page's table with sortable heads and a pager; a prompt to load a run when there is none."""
     if page is None:
-        return ('<div class="ot-runs"><p class="ot-empty">Load a run: the <code>.jsonl</code> output of <code>python -m '
-                'omnitrace_core trace</code> or <code>verify</code> (several files, e.g. one per signal), optionally '
-                'a ground-truth file and the samples file with its media.</p></div>')
+        return ('<div class="ot-runs"><p class="ot-empty">Load a run: the <code>.jsonl</code> output of '
+                '<code>python -m omnitrace_core trace</code> or <code>verify</code> (several files, e.g. one per '
+                'signal), optionally a ground-truth file and the samples file with its media.</p></div>')
     heads = []
     for column, heading, tip in HEADINGS:
         arrow = (" \u25bc" if page.descending else " \u25b2") if column == page.sort else ""

@@ -109,7 +109,7 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
         options["answer"] = answer
     if heads:
         options["heads"] = True
-    previous = session.new_generation(signal, engine_items, {"generation": generation, "sources": sources})
+    previous = session.new_generation(signal, engine_items, {"generation": generation, "sources": sources, **options})
     session.running = True
     try:
         yield from _generate(ctx, session, items, signal, generation, sources, stream_fn or model_stream(tracer),

@@ -1,4 +1,4 @@
-"""A given answer as the ids the model would write: the real Qwen2.5-Omni tokenizer, and tracing it by teacher forcing."""
+"""A given answer as the ids the model would write (real Qwen2.5-Omni tokenizer), and tracing it by teacher forcing."""
 
 from __future__ import annotations
 

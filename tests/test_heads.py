@@ -91,7 +91,8 @@ def test_selections_by_keyword_and_their_canonical_names():
     assert get_signal(get_signal("attmean[4:8]"), heads=2).name == "attmean[layers=4:8;heads=2]"
     assert get_signal("attmean[4:8]").layers(12) == (4, 5, 6, 7)
     assert get_signal("attmean[-2:]").layers(12) == (10, 11)
-    assert isinstance(get_signal("attgrads[heads=0]"), RestrictedSignal) and get_signal("attgrads[heads=0]").needs_gradients
+    restricted = get_signal("attgrads[heads=0]")
+    assert isinstance(restricted, RestrictedSignal) and restricted.needs_gradients
 
 
 @pytest.mark.parametrize("name, message", [

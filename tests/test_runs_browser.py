@@ -97,7 +97,8 @@ def test_a_row_opens_its_sample_with_the_stored_trace(loaded, run_files):
     for span in stored.spans:
         click_sentence(page, span.index)
         assert_lights_match(page, stored, span.index)
-        gold = page.eval_on_selector_all("#ot-explorer .ot-inputs .ot-gold", "els => els.map(e => Number(e.dataset.unit))")
+        gold = page.eval_on_selector_all("#ot-explorer .ot-inputs .ot-gold",
+                                         "els => els.map(e => Number(e.dataset.unit))")
         assert gold == [image_unit]  # the labels expect the image, outlined
         marks = page.eval_on_selector_all("#ot-explorer .ot-goldlist li", "els => els.map(e => e.textContent)")
         traced = image_unit in {s.unit for s in span.sources}

@@ -60,7 +60,8 @@ class RunFixture:
 def write_run(folder: Path, tracer) -> RunFixture:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "media").mkdir(exist_ok=True)
-    media = tuple(Path(shutil.copyfile(media_path(name), folder / "media" / name)) for name in ("scene.png", "chirp.wav"))
+    media = tuple(Path(shutil.copyfile(media_path(name), folder / "media" / name))
+                  for name in ("scene.png", "chirp.wav"))
     samples = folder / "samples.json"
     samples.write_text(json.dumps(SAMPLES), encoding="utf-8")
     generation = GenerationConfig(max_new_tokens=8)

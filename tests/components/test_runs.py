@@ -47,7 +47,8 @@ def test_skimming_a_line_gives_what_parsing_it_gives(run_files):
                 continue
             kept = {k: v for k, v in whole["result"].items() if k not in ("atom_sum", "atom_max", "outside", "heads")}
             assert {k: v for k, v in skimmed["result"].items() if k in kept} == kept
-            assert skimmed["result"]["atom_sum"] == [] and bool(skimmed["result"].get("heads")) == ("heads" in whole["result"])
+            assert skimmed["result"]["atom_sum"] == []
+            assert bool(skimmed["result"].get("heads")) == ("heads" in whole["result"])
             np.testing.assert_allclose(mass, whole_mass)
             np.testing.assert_allclose(mass, np.asarray(whole["result"]["atom_sum"]).sum(axis=0))
 
@@ -243,3 +244,21 @@ def test_a_verify_output_gives_the_faithfulness_columns(tracer, run_files, tmp_p
     both = load_run([run_files.attmean, verified])
     assert both.by_key["a:caption"].agreement is None and len(both.results("a:caption")) == 2
     assert both.by_key["a:caption"].comprehensiveness == run.by_key["a:caption"].comprehensiveness
+
+
+def test_run_file_text_is_escaped_in_the_table(run_files, tmp_path):
+    from components.runs_view import render_summary, render_table
+
+    evil = '<img src=x onerror="window.__pwned=1">'
+    lines = run_files.attraw.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    ok = next(r for r in records if r["status"] == "ok")
+    error = next(r for r in records if r["status"] == "error")
+    ok.update(key=evil, task=evil, answer=evil)
+    ok["result"]["text"] = evil
+    error.update(key=evil + "2", error=evil)
+    path = tmp_path / f"{'x'}.jsonl"
+    path.write_text(json.dumps(ok) + "\n" + json.dumps(error) + "\n", encoding="utf-8")
+    run = load_run([path])
+    html = render_table(run.query()) + render_summary(run)
+    assert "<img" not in html and "&lt;img src=x onerror=" in html

@@ -235,5 +235,11 @@ def test_answer_to_trace_heads_and_restricted_signals(tracer, view_context):
     assert signal == "attmean[layers=-1:]" == result.signal
     assert result.forced and result.text == "It is blue. Yes." and result.heads is not None
     assert "ot-forced" in outputs[-1][0]
+    # Compare signals traces the same given answer with another signal
+    from components.compare_panel import trace_signals
+
+    comparison = list(trace_signals(tracer, session, ["attraw"]))[-1]
+    assert session.results["attraw"].forced and session.results["attraw"].heads is not None
+    assert comparison.mismatched == {} and comparison.signals == (signal, "attraw")
     with pytest.raises(InputError, match="cannot select layers"):
         list(run_trace(tracer, view_context, LIMITS, Session(), items, "attraw[0]", 4, 1.0, 1.0, False))
