@@ -248,7 +248,8 @@ def _faithfulness(args: argparse.Namespace, test: Any, traced: dict[str, Any], r
     out: dict[str, Any] = {"mode": args.verify_mode, "threshold": round(threshold, 6), "top_k": list(ks),
                            "summary": F.summarise(rows, threshold, ks),
                            "forwards": sum(int(r["cost"]["forwards"]) for r in rows),
-                           "verify_seconds": round(sum(float(r["cost"]["seconds"]) for r in rows), 1)}
+                           "verify_seconds": round(sum(float(r["cost"]["seconds"]) for r in rows), 1),
+                           "units": sum(len(r["modalities"]) for r in rows)}
     if test.truth.samples:
         measures = {str(r["key"]): r for r in rows}
         out["label_validity"] = F.label_validity(reference.results, reference.truths, measures, keys, args.alignment)

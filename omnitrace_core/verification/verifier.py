@@ -9,6 +9,7 @@ the same output share every forward they have in common.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -107,11 +108,13 @@ class Verifier:
         self.units = sources.units
         self.mode = mode
         self.stop = stop
+        started = time.perf_counter()
         self.ablator = Ablator(mode, backend, items, prepared, sources, source_config, system_prompt)
         embeds, positions = backend.lm_inputs(prepared, self.generated)
         self.forcer = TeacherForcer(backend, embeds, positions, prepared.length, self.generated, batch_size,
                                     max_batch_tokens)
         self._scored: dict[Removal, Scored] = {Removal(): self.forcer.base}
+        self._seconds = time.perf_counter() - started  # wall-clock: encodes, forwards, bookkeeping
 
     @classmethod
     def for_result(cls, backend: Any, result: Any, items: Sequence[Item] | None = None, *,
@@ -129,7 +132,7 @@ class Verifier:
     @property
     def cost(self) -> Cost:
         return Cost(forwards=self.forcer.cost.forwards, batches=self.forcer.cost.batches,
-                    encodes=self.ablator.encodes, seconds=self.forcer.cost.seconds)
+                    encodes=self.ablator.encodes, seconds=self._seconds)
 
     @property
     def base(self) -> Scored:
@@ -142,13 +145,17 @@ class Verifier:
         """Teacher-forced scores under each removal (cached); raises :class:`~.forcing.Stopped` when stopped."""
         todo = list(dict.fromkeys(r for r in removals if r not in self._scored))
         step = self.forcer.batch_size
-        for lo in range(0, len(todo), step):
-            if self._stopped():  # before re-encoding the next chunk's media
-                raise Stopped
-            chunk = todo[lo:lo + step]
-            variants = [self._variant(r) for r in chunk]
-            for what, scored in zip(chunk, self.forcer.run(variants, self._stopped, on_batch)):
-                self._scored[what] = scored
+        started = time.perf_counter()
+        try:
+            for lo in range(0, len(todo), step):
+                if self._stopped():  # before re-encoding the next chunk's media
+                    raise Stopped
+                chunk = todo[lo:lo + step]
+                variants = [self._variant(r) for r in chunk]
+                for what, scored in zip(chunk, self.forcer.run(variants, self._stopped, on_batch)):
+                    self._scored[what] = scored
+        finally:
+            self._seconds += time.perf_counter() - started
         return [self._scored[r] for r in removals]
 
     def drops(self, removals: Sequence[Removal], on_batch: Callable[[int], None] | None = None
