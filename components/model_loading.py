@@ -40,7 +40,7 @@ def pick_dtype(requested: str, device: str) -> str:
 
 def tiny_model_folder(cache_dir: Path | None = None) -> Path:
     """Build (once; later calls reuse it) the tiny random-weight Qwen2.5-Omni and return its folder."""
-    from omnitrace_core.backends.qwen2_5_omni_tiny import build_tiny_qwen2_5_omni
+    from omnitrace_core.testing.tiny_qwen2_5_omni import build_tiny_qwen2_5_omni
 
     folder = (cache_dir or default_cache_dir()) / "tiny"
     return build_tiny_qwen2_5_omni(folder)

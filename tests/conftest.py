@@ -18,7 +18,7 @@ from tests import media_files  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the default tiny Qwen2.5-Omni thinker checkpoint once and return its folder."""
-    from omnitrace_core.backends.qwen2_5_omni_tiny import build_tiny_qwen2_5_omni
+    from omnitrace_core.testing.tiny_qwen2_5_omni import build_tiny_qwen2_5_omni
 
     return build_tiny_qwen2_5_omni(tmp_path_factory.mktemp("tiny_qwen2_5_omni") / "model")
 

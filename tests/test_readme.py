@@ -29,8 +29,6 @@ MODEL_IDS = ("Qwen/Qwen2.5-Omni-7B", "path/or/hub-id")
 ASR_ID = "openai/whisper-small"
 #: Installed by requirements-dev.txt only: a Space installs requirements.txt and must not get them.
 TEST_TOOLS = {"pytest", "hypothesis", "playwright"}
-#: Developer tools in the app's folders, run with requirements-dev.txt (they drive headless Chromium).
-DEV_TOOLS = ("components/screenshot.py", "components/bench_repaint.py")
 SPACE_COLOURS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 SRT = "1\n00:00:00,000 --> 00:00:01,500\nHello there.\n\n2\n00:00:01,500 --> 00:00:03,000\nWhat was that?\n"
 
@@ -172,7 +170,7 @@ def installed_closure(names: set[str]) -> set[str]:
 
 def third_party_imports(paths) -> dict[str, str]:
     """Top-level modules imported by ``paths`` (not optional ones: inside ``try`` / ``except ImportError``)."""
-    first_party = {"app", "components", "omnitrace_core", "tests"}
+    first_party = {"app", "components", "omnitrace_core", "tests", "tools"}
     found: dict[str, str] = {}
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -213,12 +211,12 @@ def test_the_app_requirements_leave_out_the_test_tools_and_the_dev_requirements_
 def test_the_requirements_install_every_module_imported():
     app_files = [REPO_ROOT / "app.py", *sorted((REPO_ROOT / "components").rglob("*.py")),
                  *sorted((REPO_ROOT / "omnitrace_core").rglob("*.py"))]
-    app_files = [p for p in app_files if p.relative_to(REPO_ROOT).as_posix() not in DEV_TOOLS]
     app_imports = third_party_imports(app_files)
     assert {"gradio", "torch", "transformers"} <= set(app_imports)
     assert missing(app_imports, installed_closure(requirement_names(REPO_ROOT / "requirements.txt"))) == {}
 
-    test_files = [*sorted((REPO_ROOT / "tests").rglob("*.py")), *(REPO_ROOT / p for p in DEV_TOOLS)]
+    # the developer tools (tools/) drive headless Chromium: they run with requirements-dev.txt
+    test_files = [*sorted((REPO_ROOT / "tests").rglob("*.py")), *sorted((REPO_ROOT / "tools").rglob("*.py"))]
     test_imports = third_party_imports(test_files)
     assert {"pytest", "hypothesis", "playwright", "yaml"} <= set(test_imports)
     assert missing(test_imports, installed_closure(requirement_names(REPO_ROOT / "requirements-dev.txt"))) == {}

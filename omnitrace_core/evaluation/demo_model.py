@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..backends.qwen2_5_omni_tiny import CHAT_TEMPLATE, DEFAULT_CORPUS, TinyOmniSpec
+from ..testing.tiny_qwen2_5_omni import CHAT_TEMPLATE, DEFAULT_CORPUS, TinyOmniSpec
 
 #: Name of the JSON file in the model folder that records how it was built and trained.
 CARD_FILENAME = "omnitrace_demo_model.json"
@@ -71,7 +71,7 @@ def tokenizer_corpus(spec: DemoSpec) -> Iterator[str]:
 
 
 def build_tokenizer(spec: DemoSpec):
-    from ..backends.qwen2_5_omni_tiny import train_tokenizer
+    from ..testing.tiny_qwen2_5_omni import train_tokenizer
 
     return train_tokenizer(list(tokenizer_corpus(spec)), vocab_size=spec.model.vocab_size)
 
@@ -80,7 +80,7 @@ def build_processor(tokenizer):
     """The tiny builder's processor with the demo model's 10 s audio window."""
     from transformers import Qwen2_5OmniProcessor, WhisperFeatureExtractor
 
-    from ..backends.qwen2_5_omni_tiny import build_processor as tiny_processor
+    from ..testing.tiny_qwen2_5_omni import build_processor as tiny_processor
 
     base = tiny_processor(tokenizer)
     feature_extractor = WhisperFeatureExtractor(
@@ -96,7 +96,7 @@ def build_model(tokenizer, spec: DemoSpec):
     import torch
     from transformers import GenerationConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
-    from ..backends.qwen2_5_omni_tiny import GENERATION_EOS_TOKENS, PAD_TOKEN, build_config
+    from ..testing.tiny_qwen2_5_omni import GENERATION_EOS_TOKENS, PAD_TOKEN, build_config
 
     config = build_config(tokenizer, spec.model)
     config.audio_config.n_window = AUDIO_ENCODER_WINDOW

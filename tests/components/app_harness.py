@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from components.browser import chromium_path, launch_chromium
+from tools.browser import chromium_path, launch_chromium
 
 _SHARED: dict[str, Any] = {}
 

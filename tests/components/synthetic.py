@@ -1,14 +1,14 @@
 """Synthetic traces with known sources in every modality, built on a real result's inputs.
 
 Each output sentence points at units of one modality, the last at nothing (see
-:func:`components.synthetic.trace_with_sources`).
+:func:`omnitrace_core.testing.synthetic.trace_with_sources`).
 """
 
 from __future__ import annotations
 
 from omnitrace_core import CurationConfig, TraceResult
 
-from components.synthetic import EVERY_VOTE, trace_with_sources
+from omnitrace_core.testing.synthetic import EVERY_VOTE, trace_with_sources
 
 CURATION = EVERY_VOTE
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from omnitrace_core.backends.qwen2_5_omni_tiny import TinyOmniSpec
+from omnitrace_core.testing.tiny_qwen2_5_omni import TinyOmniSpec
 from omnitrace_core.evaluation.demo_model import CARD_FILENAME, DemoSpec, build_model, build_processor, build_tokenizer
 from omnitrace_core.evaluation import synth
 from omnitrace_core.evaluation.tasks import generate

@@ -1,6 +1,6 @@
 """Browser benchmark: how fast the explorer repaints when a sentence is clicked.
 
-    python -m components.bench_repaint [--sentences 50] [--units 30] [--rounds 3]
+    python -m tools.bench_repaint [--sentences 50] [--units 30] [--rounds 3]
 
 Builds a trace of ``--sentences`` output sentences over ``--units`` source units of every
 modality (a real tiny-model trace of the example media, re-scored so each sentence cites one to
@@ -20,13 +20,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.previews import PreviewCache
+from components.report import render_report
+from components.settings import EXAMPLES_DIR
 from omnitrace_core import AudioItem, GenerationConfig, ImageItem, TextItem, TraceResult, Tracer, VideoItem
+from omnitrace_core.testing.synthetic import trace_with_sources
 
 from .browser import launch_chromium
-from .previews import PreviewCache
-from .report import render_report
-from .settings import EXAMPLES_DIR
-from .synthetic import trace_with_sources
 
 TARGET_MS = 150.0
 _IMAGES = ("262_0.jpg", "262_1.jpg", "-288980723939800020.jpg", "8846049217870534914.jpg",
@@ -113,9 +113,9 @@ def measure(result: TraceResult, rounds: int = 3) -> RepaintFigures:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from .model_loading import tiny_model_folder
+    from components.model_loading import tiny_model_folder
 
-    parser = argparse.ArgumentParser(prog="python -m components.bench_repaint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_repaint", description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=50)
     parser.add_argument("--units", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)

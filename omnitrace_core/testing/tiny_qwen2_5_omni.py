@@ -634,7 +634,7 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
 def _marker(spec: TinyOmniSpec, tokenizer_fingerprint: str | None) -> dict[str, Any]:
     """Return the content of the spec file for a build."""
     return {
-        "builder": "omnitrace_core.backends.qwen2_5_omni_tiny",
+        "builder": "omnitrace_core.testing.tiny_qwen2_5_omni",
         "builder_version": _BUILDER_VERSION,
         "spec": spec.to_dict(),
         "tokenizer": tokenizer_fingerprint or "default",

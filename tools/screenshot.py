@@ -1,6 +1,6 @@
 """Screenshot of the explorer after a sentence is clicked (docs/explorer.png).
 
-    python -m components.screenshot [--out docs/explorer.png] [--signal attmean] [--example 3]
+    python -m tools.screenshot [--out docs/explorer.png] [--signal attmean] [--example 3]
 
 Launches the app on the default (demo) model, runs a gallery example in headless Chromium
 (Debian's ``chromium`` through the playwright package), clicks the first sentence and saves a
@@ -13,8 +13,9 @@ import argparse
 import socket
 from pathlib import Path
 
+from components.settings import REPO_ROOT, AppSettings
+
 from .browser import chromium_path, launch_chromium
-from .settings import REPO_ROOT, AppSettings
 
 
 def _free_port() -> int:
@@ -28,8 +29,8 @@ def take_screenshot(out: Path, signal: str = "attmean", example: int = 3, width:
     (p_min off), click sentence 1, save ``out``."""
     from playwright.sync_api import sync_playwright
 
-    from .blocks import build_app, launch_options
-    from .model_loading import load_tracer
+    from components.blocks import build_app, launch_options
+    from components.model_loading import load_tracer
 
     chromium = chromium_path()
     if chromium is None:

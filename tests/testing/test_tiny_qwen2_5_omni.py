@@ -1,4 +1,4 @@
-"""Tests of the offline tiny Qwen2.5-Omni thinker builder (backends.qwen2_5_omni_tiny).
+"""Tests of the offline tiny Qwen2.5-Omni thinker builder (omnitrace_core.testing.tiny_qwen2_5_omni).
 
 Media sizes used below, with the built processor: images of 100x150 and 300x200 pixels become
 8x10 and 18x12 patch grids (20 + 54 = 74 image tokens); 3 s of 16 kHz audio is 75 audio tokens.
@@ -24,7 +24,7 @@ from transformers import (
     Qwen2_5OmniThinkerForConditionalGeneration,
 )
 
-from omnitrace_core.backends.qwen2_5_omni_tiny import (
+from omnitrace_core.testing.tiny_qwen2_5_omni import (
     ADDED_TOKENS,
     CHAT_TEMPLATE,
     DEFAULT_CORPUS,

@@ -1,6 +1,6 @@
 """Benchmark of the Runs tab on a large run: index, sort, page and open, timed (prints; asserts nothing).
 
-    python -m components.bench_runs [--samples 10000] [--seed-samples 8] [--heads]
+    python -m tools.bench_runs [--samples 10000] [--seed-samples 8] [--heads]
 
 Traces the first ``--seed-samples`` samples of the bundled benchmark's test split with the demo model
 (the batch CLI's own loop; every modality), replicates their records under new keys into a run file of
@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.runs import load_run
+from components.runs_view import render_table
 from omnitrace_core import GenerationConfig
 from omnitrace_core.cli import load_questions, media_bases, run_batch
 from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
-
-from .runs import load_run
-from .runs_view import render_table
 
 
 def seed_records(folder: Path, count: int, heads: bool) -> list[bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.bench_repaint import build_trace, measure
+from tools.bench_repaint import build_trace, measure
 from tests.components.app_harness import require_chromium
 
 
