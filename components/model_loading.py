@@ -53,7 +53,7 @@ def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, str]:
     random-weight model, with a warning: the app still runs, but its answers mean nothing.
     """
     from omnitrace_core.defaults import DEFAULT_MODEL_DIR
-    from omnitrace_core.evaluation.demo_model import read_card
+    from omnitrace_core.training.demo_model import read_card
 
     if read_card(DEFAULT_MODEL_DIR) is not None:
         return DEFAULT_MODEL_DIR, DEMO_MODEL_NAME

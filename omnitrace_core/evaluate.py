@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Everything :func:`main` does except printing; returns the report dict."""
     from .cli import UsageError
     from .evaluation import runner as R
-    from .evaluation.benchmark import GROUND_TRUTH_FILE, QUESTIONS_FILE
+    from .tasks.benchmark import GROUND_TRUTH_FILE, QUESTIONS_FILE
     from .inputs import parse_sample, sample_keys
     from .signals import list_signals
 

@@ -3,7 +3,7 @@
     python scripts/train_demo_model.py                      # the shipped run (seeded, CPU, 1 thread)
     python scripts/train_demo_model.py --out /tmp/demo --steps 300
 
-All options: ``python scripts/train_demo_model.py --help`` (see omnitrace_core/evaluation/train.py).
+All options: ``python scripts/train_demo_model.py --help`` (see omnitrace_core/training/train.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from omnitrace_core.defaults import DEFAULT_MODEL_DIR  # noqa: E402
-from omnitrace_core.evaluation.train import main  # noqa: E402
+from omnitrace_core.training.train import main  # noqa: E402
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

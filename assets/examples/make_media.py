@@ -71,8 +71,8 @@ def traffic(path: Path, seconds: float = 4.0, fps: int = 8, rate: int = 44100) -
 
 def demo_samples() -> list[dict]:
     """Write the media of :data:`DEMO_SAMPLES` and return their gallery entries (official format)."""
-    from omnitrace_core.evaluation.benchmark import SPLITS, official_sample, write_media
-    from omnitrace_core.evaluation.tasks import generate
+    from omnitrace_core.tasks.benchmark import SPLITS, official_sample, write_media
+    from omnitrace_core.tasks import generate
 
     seed, _ = SPLITS["test"]
     entries = []

@@ -32,7 +32,7 @@ def output_accuracy(samples: Sequence[Any], texts: Sequence[str]) -> dict[str, A
 
     Args:
         samples: objects with ``task``, ``option`` (correct letter or None) and ``answer``
-            (expected output) attributes, e.g. :class:`~omnitrace_core.evaluation.tasks.TaskSample`;
+            (expected output) attributes, e.g. :class:`~omnitrace_core.tasks.TaskSample`;
             an optional ``question_type`` groups QA samples further.
         texts: the generated output of each sample.
 

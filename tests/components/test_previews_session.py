@@ -76,7 +76,7 @@ def test_device_and_dtype_choice():
 
 def test_default_model_is_the_bundled_demo_model_on_cpu():
     from omnitrace_core.defaults import DEFAULT_MODEL_DIR
-    from omnitrace_core.evaluation.demo_model import read_card
+    from omnitrace_core.training.demo_model import read_card
 
     if read_card(DEFAULT_MODEL_DIR) is None:
         pytest.skip("the demo model has not been trained into assets/demo_model")

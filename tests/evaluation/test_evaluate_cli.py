@@ -8,7 +8,7 @@ import pytest
 
 from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from omnitrace_core.evaluate import main
-from omnitrace_core.evaluation.demo_model import CARD_FILENAME
+from omnitrace_core.training.demo_model import CARD_FILENAME
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / CARD_FILENAME).is_file(),
                                 reason="the demo model has not been trained into assets/demo_model")

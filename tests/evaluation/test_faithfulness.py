@@ -11,7 +11,7 @@ import pytest
 from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from omnitrace_core.evaluate import main
 from omnitrace_core.evaluation import faithfulness as F
-from omnitrace_core.evaluation.demo_model import CARD_FILENAME
+from omnitrace_core.training.demo_model import CARD_FILENAME
 from omnitrace_core.evaluation.groundtruth import GoldSpan, SampleTruth, SourceRef
 from omnitrace_core.sources import SourceUnit
 

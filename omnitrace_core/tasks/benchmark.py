@@ -20,10 +20,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..evaluation.groundtruth import GroundTruth, SampleTruth
 from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem
 from . import synth
-from .groundtruth import GroundTruth, SampleTruth
-from .tasks import TASK_NAMES, TaskSample, generate
+from .families import TASK_NAMES, TaskSample, generate
 
 #: split -> (seed, samples per task). The seeds differ from the training stream's.
 SPLITS: dict[str, tuple[int, int]] = {"dev": (1001, 10), "test": (2002, 40)}
@@ -128,7 +128,7 @@ def write_benchmark(root: str | Path, splits: dict[str, tuple[int, int]] = SPLIT
     hashes: dict[str, str] = {}
     for split, (seed, per_task) in splits.items():
         hashes.update(write_split(root, split, seed, per_task))
-    manifest = {"generator": "omnitrace_core.evaluation.benchmark", "tasks": list(TASK_NAMES),
+    manifest = {"generator": "omnitrace_core.tasks.benchmark", "tasks": list(TASK_NAMES),
                 "splits": {s: {"seed": seed, "per_task": n, "samples": n * len(TASK_NAMES)}
                            for s, (seed, n) in splits.items()},
                 "files": hashes}
@@ -137,12 +137,12 @@ def write_benchmark(root: str | Path, splits: dict[str, tuple[int, int]] = SPLIT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m omnitrace_core.evaluation.benchmark [--out DIR]``: (re)write the frozen benchmark."""
+    """``python -m omnitrace_core.tasks.benchmark [--out DIR]``: (re)write the frozen benchmark."""
     import argparse
 
     from ..defaults import DEFAULT_BENCHMARK_DIR
 
-    parser = argparse.ArgumentParser(prog="python -m omnitrace_core.evaluation.benchmark",
+    parser = argparse.ArgumentParser(prog="python -m omnitrace_core.tasks.benchmark",
                                      description="Write the known-truth benchmark (same seeds, same bytes).")
     parser.add_argument("--out", default=str(DEFAULT_BENCHMARK_DIR), help="folder (default: %(default)s)")
     args = parser.parse_args(argv)

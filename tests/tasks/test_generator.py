@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from omnitrace_core.evaluation import synth
-from omnitrace_core.evaluation.benchmark import official_sample, sample_truth, write_benchmark
+from omnitrace_core.tasks import synth
+from omnitrace_core.tasks.benchmark import official_sample, sample_truth, write_benchmark
 from omnitrace_core.evaluation.groundtruth import GroundTruth
-from omnitrace_core.evaluation.tasks import TASK_NAMES, generate
+from omnitrace_core.tasks import TASK_NAMES, generate
 from omnitrace_core.nlp import segment_generation, sentence_spans
 
 SPLITS = {"dev": (11, 1), "test": (22, 1)}
@@ -126,7 +126,7 @@ def test_the_shipped_benchmark_is_what_the_generator_writes(tmp_path):
     import hashlib
 
     from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
-    from omnitrace_core.evaluation.benchmark import SPLITS as SHIPPED, write_media
+    from omnitrace_core.tasks.benchmark import SPLITS as SHIPPED, write_media
 
     manifest = json.loads((DEFAULT_BENCHMARK_DIR / "manifest.json").read_text())
     assert {s: (v["seed"], v["per_task"]) for s, v in manifest["splits"].items()} == SHIPPED

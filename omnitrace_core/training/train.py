@@ -1,12 +1,12 @@
 """Train the demo model on generated tasks (teacher forcing on the answer tokens only).
 
-    python scripts/train_demo_model.py --out assets/demo_model          # the shipped run
-    python -m omnitrace_core.evaluation.train --out /tmp/demo --steps 300  # a quick one
+    omnitrace train-demo                                  # the shipped run: writes the bundled demo model
+    omnitrace train-demo --out /tmp/demo --steps 300      # a quick one
 
 Every training example is built by the tracing backend's own ``prepare()`` (media loading, chat
 template, processor, M-RoPE positions), so training sees exactly the token layout that tracing
 sees; the answer tokens and ``<|im_end|>`` follow the prompt with the positions generation gives
-them. Examples come from :func:`omnitrace_core.evaluation.tasks.generate` with the training seed
+them. Examples come from :func:`omnitrace_core.tasks.generate` with the training seed
 (the benchmark's splits use other seeds), built in a data-loader worker while the main process
 trains. Everything is seeded: the same command gives the same weights on the same machine.
 """
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from ..config import SourceConfig
+from ..evaluation.outputs import output_accuracy
+from ..tasks import TASK_NAMES, generate
+from ..tasks.benchmark import sample_items
 from . import aux_targets
-from .benchmark import sample_items
 from .demo_model import DemoSpec, build_model, build_processor, build_tokenizer, save
-from .outputs import output_accuracy
-from .tasks import TASK_NAMES, generate
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from omnitrace_core.testing.tiny_qwen2_5_omni import TinyOmniSpec
-from omnitrace_core.evaluation.demo_model import CARD_FILENAME, DemoSpec, build_model, build_processor, build_tokenizer
-from omnitrace_core.evaluation import synth
-from omnitrace_core.evaluation.tasks import generate
-from omnitrace_core.evaluation.train import SOURCE_CONFIG, TrainConfig, _backend_for, _loss, collate, encode, train
-from omnitrace_core.evaluation.benchmark import sample_items
+from omnitrace_core.training.demo_model import CARD_FILENAME, DemoSpec, build_model, build_processor, build_tokenizer
+from omnitrace_core.tasks import synth
+from omnitrace_core.tasks import generate
+from omnitrace_core.training.train import SOURCE_CONFIG, TrainConfig, _backend_for, _loss, collate, encode, train
+from omnitrace_core.tasks.benchmark import sample_items
 
 SMALL = DemoSpec(model=TinyOmniSpec(text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1,
                                     text_intermediate=64, vision_hidden=16, vision_depth=1, vision_heads=1,

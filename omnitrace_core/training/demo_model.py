@@ -56,7 +56,7 @@ class DemoSpec:
 def tokenizer_corpus(spec: DemoSpec) -> Iterator[str]:
     """The texts the tokenizer is trained on: the builder's corpus, the system prompt, task texts."""
     from ..backends.qwen2_5_omni import DEFAULT_SYSTEM_PROMPT
-    from .tasks import generate
+    from ..tasks import generate
 
     yield from DEFAULT_CORPUS
     for _ in range(spec.tokenizer_samples // 4):  # frequent enough for whole-word merges

@@ -31,8 +31,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..evaluation.groundtruth import GoldSpan, SourceRef
 from . import synth
-from .groundtruth import GoldSpan, SourceRef
 
 NAMES = ("Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Ivy", "Tom")
 THINGS = ("kite", "drum", "lamp", "ball", "book", "cup", "hat", "bike")

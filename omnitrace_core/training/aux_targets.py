@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from .. import layout as L
-from . import synth
-from .tasks import COLOUR_NAMES, LETTERS, NAMES, THINGS
+from ..tasks import synth
+from ..tasks.families import COLOUR_NAMES, LETTERS, NAMES, THINGS
 
 #: target -> number of classes (0: the vocabulary size).
 CLASSES = {"colour": 1 + len(synth.COLOURS), "shape": 1 + len(synth.SHAPES), "sound": 1 + len(synth.SOUNDS),
