@@ -20,6 +20,8 @@ from omnitrace_core import Span, TraceResult
 from omnitrace_core.result import ItemInfo
 from omnitrace_core.sources import SourceUnit
 
+from .verification_view import span_verification, verification_payload
+
 MODALITIES = ("text", "image", "audio", "video")
 #: "Behind the curated list" shows at most this many units per sentence (the strongest).
 BEHIND_ROWS = 40
@@ -162,7 +164,8 @@ def behind_curation(result: TraceResult, span: int) -> dict[str, Any]:
 
 def build_payload(result: TraceResult, gold: Mapping[int, Sequence[int]] | None = None) -> dict[str, Any]:
     """The data explorer.js needs: units, spans with curated sources (and, with ``gold``, the sources the
-    ground truth expects: span index -> units), what lies behind each curated list, tokens."""
+    ground truth expects: span index -> units), what lies behind each curated list, tokens, and a verified
+    result's measurements (``verification``, and per sentence ``ver``: see ``verification_view``)."""
     units = []
     for u in result.units:
         where, name = unit_where(u)
@@ -190,10 +193,12 @@ def build_payload(result: TraceResult, gold: Mapping[int, Sequence[int]] | None 
                  "behind": behind_curation(result, span.index)}
         if gold is not None and span.index in gold:
             entry["gold"] = [int(u) for u in gold[span.index]]
+        if result.verification is not None:
+            entry["ver"] = span_verification(result, span.index)
         spans.append(entry)
     return {"signal": result.signal, "units": units, "spans": spans, "tokens": _token_rows(result),
             "modalities": list(MODALITIES), "forced": result.forced, "heads": result.heads is not None,
-            "gold": gold is not None}
+            "gold": gold is not None, "verification": verification_payload(result)}
 
 
 # -- HTML pieces -------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ MOUNT = "\notMount(document.getElementById('ot-report'));\n"
 
 @lru_cache(maxsize=1)
 def explorer_js() -> str:
-    """The explorer's client script (shared with the app's gr.HTML)."""
-    return (STATIC_DIR / "explorer.js").read_text(encoding="utf-8")
+    """The explorer's client script (shared with the app's gr.HTML): highlighting, then what a verification measured."""
+    return "\n".join((STATIC_DIR / name).read_text(encoding="utf-8") for name in ("explorer.js", "verification.js"))
 
 
 @lru_cache(maxsize=1)

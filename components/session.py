@@ -12,7 +12,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,8 @@ class Session:
         run_settings: signal-independent settings of the last generation (source/generation configs).
         stop: set to end the running generation early, or to cancel a queued one before it starts.
         queued: Trace was pressed and its run has not started yet.
-        running: a run of this session is generating.
+        running: a run of this session is generating or verifying.
+        activity: what the running (or last) run does: "trace" or "verify" (Stop's message says what it stops).
         run: the batch run loaded in the Runs tab (``components.runs.Run``), with ``run_query`` its table's
             filter, sort and page, and ``run_key`` the sample opened from it.
         gold: per output sentence, the units the ground truth expects (a sample opened from a run with labels).
@@ -145,6 +146,7 @@ class Session:
     stop: threading.Event = field(default_factory=threading.Event)
     queued: bool = False
     running: bool = False
+    activity: str = "trace"
     run: Any = None
     run_query: dict[str, Any] = field(default_factory=dict)
     run_key: str | None = None
@@ -177,6 +179,16 @@ class Session:
         if result is None:
             return None
         return result if result.curation == self.curation else result.recurate(self.curation)
+
+    def store_verification(self, verification: Any) -> None:
+        """Keep a verification of the shown trace with the shown signal's result (``shown()`` carries it over
+        any re-curation).
+
+        ``Tracer.verify`` returns what the result held in the same mode merged with what it measured, so
+        it replaces the stored one (``with_verification`` would merge it again and count the old cost twice).
+        """
+        signal = self.view_signal or ""
+        self.results[signal] = replace(self.results[signal], verification=verification)
 
     def saved(self) -> Generation:
         """The current generation, to ``restore`` if what replaces it fails."""

@@ -88,9 +88,7 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
         InputError / ConfigError / MediaError: bad input (the caller shows them as gr.Error).
     """
     items = list(items or [])
-    session.queued = False
-    if session.stop.is_set():  # Stop was pressed while this run waited for the model
-        session.stop.clear()
+    if not leave_queue(session):
         yield ctx.explorer(session, items=items), status_html("stopped", "Stopped before it started: nothing was "
                                                               "traced, the previous trace is kept.")
         return
@@ -110,7 +108,7 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
     if heads:
         options["heads"] = True
     previous = session.new_generation(signal, engine_items, {"generation": generation, "sources": sources, **options})
-    session.running = True
+    session.running, session.activity = True, "trace"
     try:
         yield from _generate(ctx, session, items, signal, generation, sources, stream_fn or model_stream(tracer),
                              options)
@@ -168,21 +166,35 @@ def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], sig
 
 
 def request_run(session: Session) -> Any:
-    """Trace was pressed: mark the run queued, so that Stop can cancel it before it starts."""
+    """Trace (or Verify) was pressed: mark the run queued, so that Stop can cancel it before it starts."""
     if session.running:  # one run at a time per page: the Trace event itself is skipped while one runs
         return gr.skip()
     session.queued = True
     return status_html("running", "Waiting for the model...")
 
 
+def leave_queue(session: Session) -> bool:
+    """A run of the session leaves the queue: False (the stop switch cleared) if Stop was pressed while it waited."""
+    session.queued = False
+    if session.stop.is_set():
+        session.stop.clear()
+        return False
+    return True
+
+
+STOPPING = {"trace": "Stopping after the current token...",
+            "verify": "Stopping after the current decoder call: what was measured is kept..."}
+
+
 def stop_trace(session: Session) -> Any:
-    """Cancel a queued run, or end the running generation after its current token (it keeps what it wrote).
+    """Cancel a queued run, or end the running generation after its current token (it keeps what it wrote),
+    or a running verification after its current decoder call (it keeps what it measured).
 
     With nothing queued or running, Stop does nothing: it must not cancel the next run.
     """
     if session.running:
         session.stop.set()
-        return status_html("stopped", "Stopping after the current token...")
+        return status_html("stopped", STOPPING.get(session.activity, STOPPING["trace"]))
     if session.queued:
         session.stop.set()
         return status_html("stopped", "Stopping: the queued run will not start.")

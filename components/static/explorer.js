@@ -3,7 +3,8 @@
  * Shared by the Gradio app (the explorer gr.HTML runs it through js_on_load) and the offline
  * HTML report. It reads the JSON payload the server-side view stored in data-payload and does
  * every highlight in the browser, with no server round trip. Data is only ever written into
- * the page with textContent / setAttribute, never as HTML.
+ * the page with textContent / setAttribute, never as HTML. What a verification measured is drawn by
+ * verification.js, loaded after this file.
  */
 function otEl(tag, cls, text) {
   var e = document.createElement(tag);
@@ -22,6 +23,7 @@ function otMount(host) {
   var data = {units: [], spans: [], tokens: []};
   try { data = JSON.parse(root.getAttribute('data-payload') || '{}'); } catch (err) { console.error('omnitrace: unreadable payload', err); }
   host.__ot = {root: root, data: data};
+  otMarkVerified(root, data);
   if (!host.__otBound) {
     host.__otBound = true;
     host.addEventListener('click', function (ev) { otOnClick(host, ev); });
@@ -238,10 +240,12 @@ function otSpanDetail(root, data, span, tokFocus) {
       b.appendChild(otEl('span', 'ot-tracks', parts.join(' / ')));
     }
     if (s.rescued) b.appendChild(otEl('span', 'ot-rescued', 'run rescue'));
+    if (span.ver) b.appendChild(otEffectBadge(data, span, s.unit));
     li.appendChild(b);
     list.appendChild(li);
   });
   box.appendChild(list);
+  box.appendChild(otVerifySection(root, data, span));
   if (span.gold) box.appendChild(otGoldList(data, span));
   if (span.behind) box.appendChild(otBehind(data, span.behind));
   box.appendChild(otTokenTable(data, span, tokFocus));
