@@ -118,8 +118,6 @@ def _token_rows(result: TraceResult) -> list[dict[str, Any]]:
     if not result.tokens:
         return []
     units, confidence = result.token_trace()
-    unit_sum, _ = result.unit_scores()
-    top = np.argsort(-unit_sum, axis=1, kind="stable")[:, :3] if unit_sum.shape[1] else np.zeros((len(units), 0), int)
     atom_tile = result.sources.atom_tile
     tile_atoms = {u.index: np.flatnonzero((result.sources.atom_unit == u.index) & (atom_tile >= 0))
                   for u in result.units if u.modality == "image"}
@@ -135,7 +133,7 @@ def _token_rows(result: TraceResult) -> list[dict[str, Any]]:
         row = {
             "text": token.text, "unit": int(units[t]), "conf": round(float(confidence[t]), 4), "pos": token.pos,
             "w": round(float(result.curation.pos_weight(token.pos)), 3), "where": where,
-            "top": [[int(u), round(float(unit_sum[t, u]), 4)] for u in top[t] if unit_sum[t, u] > 0],
+            "top": [[unit, round(mass, 4)] for unit, mass in result.top_sources(t)],
         }
         if token.logprob is not None:
             row["lp"] = round(token.logprob, 3)

@@ -11,14 +11,13 @@ Public API::
 
 from .backends import Backend, list_backends, load_backend, register_backend
 from .config import CurationConfig, GenerationConfig, SourceConfig
-from .curation import ablation_configs, curate
+from .curation import Span, SpanSource, ablation_configs, curate, list_token_rules, register_token_rule
 from .engine import TraceStep, Tracer
 from .errors import ConfigError, InputError, MediaError, MissingDependencyError, OmniTraceError, UnknownNameError
 from .inputs import AudioItem, ImageItem, Item, Sample, TextItem, VideoItem, parse_sample, sample_keys
 from .media import MediaLimits
-from .result import SCHEMA_VERSION, Span, SpanSource, TraceResult
+from .result import SCHEMA_VERSION, TraceResult
 from .signals import Signal, get_signal, list_signals, register_signal
-from .token_rules import list_token_rules, register_token_rule
 
 __all__ = [
     "AudioItem", "Backend", "ConfigError", "CurationConfig", "GenerationConfig", "ImageItem", "InputError", "Item",

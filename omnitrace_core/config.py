@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Mapping, TypeVar
 import numpy as np
 
 from .errors import ConfigError
-from .token_rules import list_token_rules
 
 # Appendix A.1 of the OmniTrace paper: content words dominate the vote, function words and
 # punctuation barely count. Tags are spaCy's universal POS tags.
@@ -261,6 +260,13 @@ class SourceConfig(_Config):
                f"got {self.segment_min_seconds:g}")
 
 
+def _token_rules() -> list[str]:
+    """The registered token rules (read when a config is checked: the registry's package reads these configs)."""
+    from .curation.token_rules import list_token_rules
+
+    return list_token_rules()
+
+
 @dataclass(frozen=True)
 class CurationConfig(_Config):
     """Span-level source curation (paper, appendix A.1), every component switchable.
@@ -306,7 +312,7 @@ class CurationConfig(_Config):
     coverage: float = 0.85
 
     _accepts: ClassVar[Mapping[str, Any]] = MappingProxyType({
-        "token_rule": _Text(choices=list_token_rules),
+        "token_rule": _Text(choices=_token_rules),
         "use_pos_weights": _Flag(),
         "pos_weights": _Weights(),
         "default_pos_weight": _Number(low=0),

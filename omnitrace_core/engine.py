@@ -23,17 +23,17 @@ from .answer import answer_token_ids
 from .backends import Backend, load_backend
 from .capture import AttentionRecorder, recording
 from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
+from .curation import Span, TokenScores, curate_spans, get_token_rule
 from .heads import HeadMass
 from .inputs import Item, TextItem, validate_items
 from .media import MediaLimits
 from .nlp import segment_generation
 from .prompt_length import audio_token_floor, check_prompt_length, max_positions, prompt_inputs
-from .result import SAVED_DECIMALS, GeneratedToken, ItemInfo, Span, TraceResult
+from .result import SAVED_DECIMALS, GeneratedToken, ItemInfo, TraceResult
 from .verification import Verification
 from .signals import Signal, get_signal
 from .sources import SourceSet, build_sources
 from .speech import ItemSegments, Recognizer, TransformersRecognizer, plan_units, resolve_segments
-from .spans import curate_spans
 
 logger = logging.getLogger(__name__)
 
@@ -425,8 +425,6 @@ class Tracer:
 
     @staticmethod
     def _step_trace(sources: SourceSet, step_scores: np.ndarray, curation: CurationConfig) -> tuple[int, float]:
-        from .token_rules import get_token_rule
-
         A = sources.num_atoms
         unit_sum = sources.unit_totals(step_scores[None, :A])
         unit_max = sources.unit_maxima(step_scores[None, A:2 * A])
@@ -466,17 +464,19 @@ class Tracer:
                 text=item.text if isinstance(item, TextItem) else None, path=path,
                 grid=prepared.layout.grids.get(index),
                 media={**prepared.media.get(index, {}), **(speech[index].info() if index in speech else {})}))
+        atom_sum, atom_max = scores[:, :A].astype(np.float64), scores[:, A:2 * A].astype(np.float64)
         bare_spans = tuple(
             Span(index=k, text=text[s.char_start:s.char_end], char_start=s.char_start, char_end=s.char_end,
                  token_start=s.token_start, token_end=s.token_end, sources=())
             for k, s in enumerate(segmentation.spans))
-        result = TraceResult(
+        token_scores = TokenScores(sources=sources, atom_sum=atom_sum, atom_max=atom_max, pos=segmentation.pos,
+                                   grids={i.index: i.grid for i in infos if i.grid is not None})
+        return TraceResult(
             model_id=backend.model_id, backend=backend.name, signal=signal, text=text, items=tuple(infos),
-            sources=sources, tokens=tokens, atom_sum=scores[:, :A].astype(np.float64),
-            atom_max=scores[:, A:2 * A].astype(np.float64), outside=scores[:, 2 * A].astype(np.float64),
-            spans=bare_spans, generation=generation, source_config=source_config, curation=curation,
-            timings=timings, stop_reason=stop_reason, prompt_tokens=prepared.length, forced=forced, heads=head_mass)
-        return TraceResult(**{**result.__dict__, "spans": curate_spans(bare_spans, result, curation)})
+            sources=sources, tokens=tokens, atom_sum=atom_sum, atom_max=atom_max,
+            outside=scores[:, 2 * A].astype(np.float64), spans=curate_spans(bare_spans, token_scores, curation),
+            generation=generation, source_config=source_config, curation=curation, timings=timings,
+            stop_reason=stop_reason, prompt_tokens=prepared.length, forced=forced, heads=head_mass)
 
     def _rating(self, step: _Step) -> dict[str, Any]:
         """A token's log-probability and, where the model's top choice was another token, that choice."""

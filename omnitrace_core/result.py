@@ -15,10 +15,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .config import CurationConfig, GenerationConfig, SourceConfig, as_config
+from .curation import Span, SpanShares, TokenScores, curate_spans, span_shares
 from .errors import InputError
 from .heads import HeadMass
 from .sources import SourceSet, SourceUnit
-from .token_rules import get_token_rule
 from .verification.records import Verification
 
 SCHEMA_VERSION = 1
@@ -87,80 +87,6 @@ class GeneratedToken:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class SpanSource:
-    """A curated source of a span.
-
-    ``share`` is the source's share of the span's vote. Text sources carry character offsets in
-    their item; image sources carry ``tile_scores`` (row-major, max 1) over ``grid``; audio and
-    video sources carry times in seconds (and ``text``, the words said, when the unit is a speech
-    segment); video sources carry ``tracks`` (visual/audio shares).
-    """
-
-    unit: int
-    modality: str
-    item: int
-    label: str
-    share: float
-    rescued: bool = False
-    char_start: int | None = None
-    char_end: int | None = None
-    time_start: float | None = None
-    time_end: float | None = None
-    text: str | None = None
-    grid: tuple[int, int] | None = None
-    tile_scores: tuple[float, ...] | None = None
-    tracks: Mapping[str, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if v is not None}
-        if self.grid is not None:
-            out["grid"] = list(self.grid)
-        if self.tile_scores is not None:
-            out["tile_scores"] = list(self.tile_scores)
-        if self.tracks is not None:
-            out["tracks"] = dict(self.tracks)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SpanSource":
-        data = dict(data)
-        if data.get("grid") is not None:
-            data["grid"] = tuple(data["grid"])
-        if data.get("tile_scores") is not None:
-            data["tile_scores"] = tuple(data["tile_scores"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Span:
-    """An output sentence, its token range and its curated sources.
-
-    ``confidence`` is the vote-weighted mean trace confidence of its tokens (0 when nothing
-    votes); a span with no sources has no strong support.
-    """
-
-    index: int
-    text: str
-    char_start: int
-    char_end: int
-    token_start: int
-    token_end: int
-    sources: tuple[SpanSource, ...]
-    confidence: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["sources"] = [s.to_dict() for s in self.sources]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Span":
-        data = dict(data)
-        data["sources"] = tuple(SpanSource.from_dict(s) for s in data["sources"])
-        return cls(**data)
 
 
 def _same_saved_sources(a: SourceSet, b: SourceSet) -> bool:
@@ -281,32 +207,37 @@ class TraceResult:
     def units(self) -> tuple[SourceUnit, ...]:
         return self.sources.units
 
+    def token_scores(self) -> TokenScores:
+        """What curation reads of this trace: per-token scores over the source atoms, POS tags, image grids."""
+        return TokenScores(sources=self.sources, atom_sum=self.atom_sum, atom_max=self.atom_max,
+                           pos=tuple(t.pos for t in self.tokens),
+                           grids={i.index: i.grid for i in self.items if i.grid is not None})
+
     def unit_scores(self) -> tuple[np.ndarray, np.ndarray]:
         """(unit_sum, unit_max), each (T, U)."""
-        return self.sources.unit_totals(self.atom_sum), self.sources.unit_maxima(self.atom_max)
+        return self.token_scores().unit_scores()
 
     def token_trace(self, rule: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(unit (T,), confidence (T,)) of every token under a token rule (default: the curation's)."""
-        unit_sum, unit_max = self.unit_scores()
-        return get_token_rule(rule or self.curation.token_rule)(unit_sum, unit_max)
+        return self.token_scores().token_trace(rule or self.curation.token_rule)
 
-    def top_sources(self, token: int, k: int = 3) -> dict[str, list[tuple[int, float]]]:
-        """Per modality, the ``k`` units with the largest summed mass for one generated token."""
+    def top_sources(self, token: int, k: int = 3) -> list[tuple[int, float]]:
+        """The ``k`` units with the largest summed mass for one generated token, strongest first
+        (equal masses in unit order); units without mass are left out."""
         unit_sum = self.sources.unit_totals(self.atom_sum[token])
-        out: dict[str, list[tuple[int, float]]] = {}
-        for unit in np.argsort(-unit_sum, kind="stable"):
-            modality = self.units[unit].modality
-            bucket = out.setdefault(modality, [])
-            if len(bucket) < k and unit_sum[unit] > 0:
-                bucket.append((int(unit), float(unit_sum[unit])))
-        return {m: v for m, v in out.items() if v}
+        return [(int(u), float(unit_sum[u])) for u in np.argsort(-unit_sum, kind="stable")[:k] if unit_sum[u] > 0]
 
-    def span_shares(self, span: int, curation: CurationConfig | None = None):
+    def span_shares(self, span: int, curation: CurationConfig | None = None) -> SpanShares:
         """Behind the curated list of one output sentence: every unit's share before curation, with the
-        curation thresholds (:class:`omnitrace_core.spans.SpanShares`; pure, nothing is generated)."""
-        from .spans import span_shares
+        curation thresholds (:class:`omnitrace_core.curation.SpanShares`; pure, nothing is generated).
 
-        return span_shares(self, span, None if curation is None else as_config(CurationConfig, curation, "curation"))
+        Raises:
+            IndexError: no such span.
+        """
+        if not 0 <= span < len(self.spans):
+            raise IndexError(f"span {span} is not in 0..{len(self.spans) - 1}")
+        config = self.curation if curation is None else as_config(CurationConfig, curation, "curation")
+        return span_shares(self.spans[span], self.token_scores(), config)
 
     def head_map(self, unit: int, *, span: int | None = None, token: int | None = None) -> np.ndarray:
         """(layers, heads): each captured layer's and head's attention mass on ``unit``, for one token or
@@ -328,11 +259,8 @@ class TraceResult:
 
     def recurate(self, curation: CurationConfig) -> "TraceResult":
         """The same trace with spans curated under other settings (a CurationConfig or a mapping of its fields)."""
-        from .spans import curate_spans
-
         curation = as_config(CurationConfig, curation, "curation")
-        spans = curate_spans(self.spans, self, curation)
-        return replace(self, curation=curation, spans=spans)
+        return replace(self, curation=curation, spans=curate_spans(self.spans, self.token_scores(), curation))
 
     def with_verification(self, verification: Verification) -> "TraceResult":
         """This result holding ``verification``, merged into the one it holds when both are of the same mode."""

@@ -52,6 +52,13 @@ def test_payload_carries_the_curated_sources(synthetic):
     assert {t["w"] for t in payload["tokens"]} == {synthetic.curation.pos_weight("NOUN")}
 
 
+def test_each_tokens_strongest_units_are_the_results_top_sources(gallery_result):
+    tokens = build_payload(gallery_result)["tokens"]
+    assert len(tokens) == len(gallery_result.tokens) > 0
+    for t, row in enumerate(tokens):
+        assert row["top"] == [[unit, round(mass, 4)] for unit, mass in gallery_result.top_sources(t)]
+
+
 def test_modality_split_and_weak_sentences(synthetic):
     by_text = {span.text: span for span in synthetic.spans}
     assert modality_split(by_text["The image shows a red house."]) == {"image": 1.0}

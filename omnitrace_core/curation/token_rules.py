@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UnknownNameError
+from ..errors import UnknownNameError
 
 TokenRule = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(unit_sum (T, U), unit_max (T, U)) -> (unit (T,) int with -1 for none, confidence (T,))."""

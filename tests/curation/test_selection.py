@@ -1,4 +1,4 @@
-"""Tests of span-level source curation (omnitrace_core.curation), numbers worked by hand.
+"""Tests of one span's source selection (omnitrace_core.curation.selection), numbers worked by hand.
 
 Default config used throughout unless stated: POS weights NOUN/PROPN/NUM 1.0, VERB 0.9,
 ADJ 0.8, ADV 0.5, DET (and other function words) 0.1, PUNCT 0.0; gamma 2; alpha 0.8;
@@ -14,15 +14,12 @@ from dataclasses import dataclass, fields, replace
 from itertools import groupby
 from typing import List, Mapping
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnitrace_core import ImageItem, TextItem
 from omnitrace_core.config import CurationConfig
 from omnitrace_core.curation import CuratedSource, ablation_configs, curate, token_votes
-from omnitrace_core.result import GeneratedToken, Span
 
 CFG = CurationConfig()
 approx = pytest.approx
@@ -315,32 +312,6 @@ def test_zero_vote_units_are_selected_only_where_the_appendix_selects_them():
     off = curate(units, pos, conf, replace(CFG, use_coverage=False, use_p_min=False))
     assert _units(off) == [0, 5]
     assert off[1].share == 0.0 and off[1].rescued is False
-
-
-def test_a_selected_zero_vote_source_is_described_by_its_tokens_evidence(tracer, media):
-    # A real trace's inputs (a text and an image item), with two generated tokens set by hand:
-    # a NOUN whose mass is on the text unit and a PUNCT (vote 0) whose mass is on the image
-    # unit's tiles, rising with the tile index. With p_min and coverage off both are selected;
-    # the image keeps its tile map although its vote is 0.
-    base = tracer.trace([TextItem("Which tile is bright?"), ImageItem(str(media["image_a"]))],
-                        generation={"max_new_tokens": 1})
-    text_unit = next(u for u, unit in enumerate(base.units) if unit.modality == "text")
-    image_unit = next(u for u, unit in enumerate(base.units) if unit.modality == "image")
-    atoms = base.sources
-    rows = np.zeros((2, atoms.num_atoms))
-    rows[0, atoms.atom_unit == text_unit] = 0.5
-    on_image = np.flatnonzero(atoms.atom_unit == image_unit)
-    rows[1, on_image] = (atoms.atom_tile[on_image] + 1.0) / 100
-    tokens = (GeneratedToken(0, 1, "Bright", 0, 6, "NOUN"), GeneratedToken(1, 2, ".", 6, 7, "PUNCT"))
-    span = Span(index=0, text="Bright.", char_start=0, char_end=7, token_start=0, token_end=2, sources=())
-    hand = replace(base, text="Bright.", tokens=tokens, atom_sum=rows, atom_max=rows.copy(),
-                    outside=1.0 - rows.sum(axis=1), spans=(span,))
-    (curated,) = hand.recurate(replace(CFG, use_p_min=False, use_coverage=False)).spans
-    text_source, image_source = curated.sources
-    assert (text_source.unit, image_source.unit) == (text_unit, image_unit)
-    assert (text_source.share, image_source.share) == (1.0, 0.0)
-    tiles = np.asarray(image_source.tile_scores)
-    assert tiles.max() == 1.0 and np.argmax(tiles) == len(tiles) - 1
 
 
 def test_coverage_is_compared_exactly_as_the_appendix_does():

@@ -1,4 +1,4 @@
-"""Span-level source curation: the token traces of one output span -> a concise set of sources.
+"""Source selection for one output span: its token traces -> a concise set of sources.
 
 This module has one responsibility. Given, for every token of one generated span, the source
 unit it was traced to, its universal POS tag and its trace confidence, it decides which source
@@ -42,8 +42,8 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Sequence
 
-from .config import CurationConfig
-from .errors import InputError
+from ..config import CurationConfig
+from ..errors import InputError
 
 __all__ = ["CuratedSource", "Decision", "ablation_configs", "curate", "explain", "token_votes"]
 
