@@ -622,7 +622,7 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .signals import list_signals
-    from .token_rules import list_token_rules
+    from .curation import list_token_rules
 
     parser = argparse.ArgumentParser(prog="python -m omnitrace_core", description=_DESCRIPTION)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from omnitrace_core.media_files import encode_audio, write_audio, write_video  # noqa: F401  (re-exported)
-from omnitrace_core.media_files import write_image as _write_image
+from omnitrace_core.media.files import encode_audio, write_audio, write_video  # noqa: F401  (re-exported)
+from omnitrace_core.media.files import write_image as _write_image
 
 
 def tone(freq: float, seconds: float, rate: int = 16000, amp: float = 0.5) -> np.ndarray:

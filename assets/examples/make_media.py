@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from omnitrace_core.media_files import write_audio, write_video
+from omnitrace_core.media.files import write_audio, write_video
 
 MEDIA = Path(__file__).resolve().parent / "media"
 GALLERY = Path(__file__).resolve().parent / "gallery.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem
-from ..media_files import write_audio, write_image, write_video
+from ..media.files import write_audio, write_image, write_video
 
 PARAGRAPH = ("The museum guide described each painting in turn, naming the artist, the year and the "
              "colours that stood out, while the visitors compared what they heard with what they saw. ")

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import CurationConfig, GenerationConfig, SourceConfig
-from ..curation import ablation_configs
+from ..curation import ablation_configs, list_token_rules
 from ..errors import InputError
 from ..result import TraceResult
-from ..token_rules import list_token_rules
 from . import baselines as B
 from .groundtruth import GroundTruth, SampleTruth
 from .metrics import option_consistency

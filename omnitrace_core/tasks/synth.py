@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..media_files import write_audio, write_image, write_video
+from ..media.files import write_audio, write_image, write_video
 
 SAMPLING_RATE = 16000
 IMAGE_SIZE = 84
@@ -190,5 +190,5 @@ def write_flac(path: Path, wave: np.ndarray, rate: int = SAMPLING_RATE) -> Path:
 
 
 def write_mp4(path: Path, clip: VideoClip, fps: int = VIDEO_FPS, rate: int = SAMPLING_RATE) -> Path:
-    """H.264 (near-lossless, 4:2:0) + mono AAC, encoded reproducibly (see omnitrace_core.media_files)."""
+    """H.264 (near-lossless, 4:2:0) + mono AAC, encoded reproducibly (see omnitrace_core.media.files)."""
     return write_video(path, clip.frames, fps, audio=clip.audio, audio_rate=rate)

@@ -19,7 +19,7 @@ from PIL import Image
 from omnitrace_core import AudioItem, ImageItem, SourceConfig, TextItem, VideoItem
 from omnitrace_core import layout as L
 from omnitrace_core.backends.qwen2_5_omni import DEFAULT_SYSTEM_PROMPT, has_own_video_settings
-from omnitrace_core.media_files import write_video
+from omnitrace_core.media.files import write_video
 from tests.backends import tiny_families as tf
 from tests.shared_files import OFFICIAL_EXAMPLES, QWEN2_5_OMNI_3B, require
 

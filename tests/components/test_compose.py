@@ -91,7 +91,7 @@ def test_add_files_enforces_limits_in_the_users_terms(tmp_path, media):
 def test_an_audio_only_video_file_becomes_an_audio_item(tmp_path):
     import av
 
-    from omnitrace_core.media_files import encode_audio
+    from omnitrace_core.media.files import encode_audio
     from tests.media_files import tone
 
     path = tmp_path / "voice.mp4"

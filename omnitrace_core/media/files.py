@@ -1,6 +1,6 @@
 """Write media files from arrays: PNG images, WAV/FLAC audio, MP4 video with an audio track.
 
-The counterpart of :mod:`omnitrace_core.media` (which reads them), for synthetic benchmarks,
+The counterpart of the loaders (:mod:`.image`, :mod:`.audio`, :mod:`.video`), for synthetic benchmarks,
 example galleries and tests. Video is H.264 with one encoder thread and fixed options, and
 audio is AAC, so the bytes depend only on the arrays.
 """
