@@ -22,22 +22,6 @@ MODEL_NOTES = {
 }
 
 
-def pick_device(requested: str | None) -> str:
-    """The requested device, else the GPU when there is one, else the CPU."""
-    import torch
-
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_dtype(requested: str, device: str) -> str:
-    """bfloat16 on a GPU, float32 on the CPU (bfloat16 matmuls are slow there), unless asked."""
-    if requested and requested != "auto":
-        return requested
-    return "bfloat16" if device == "cuda" else "float32"
-
-
 def tiny_model_folder(cache_dir: Path | None = None) -> Path:
     """Build (once; later calls reuse it) the tiny random-weight Qwen2.5-Omni and return its folder."""
     from omnitrace_core.testing.tiny_qwen2_5_omni import build_tiny_qwen2_5_omni
@@ -57,41 +41,31 @@ def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, str]:
 
     if read_card(DEFAULT_MODEL_DIR) is not None:
         return DEFAULT_MODEL_DIR, DEMO_MODEL_NAME
-    logger.warning("no demo model in %s (train it with scripts/train_demo_model.py); "
+    logger.warning("no demo model in %s (train it with omnitrace train-demo); "
                    "serving the tiny random-weight model instead", DEFAULT_MODEL_DIR)
     return tiny_model_folder(cache_dir), TINY_MODEL_NAME
-
-
-def is_local(model: str) -> bool:
-    return Path(model).expanduser().is_dir()
 
 
 def load_tracer(settings: AppSettings):
     """Load the Tracer the app serves.
 
-    The default model is the bundled demo model (:func:`default_model_folder`), run on the CPU:
-    ``python app.py`` works with no download and no GPU. A Hub id or a local folder runs that
-    checkpoint, on the GPU when there is one.
+    The default model is the bundled demo model (:func:`default_model_folder`): ``python app.py``
+    works with no download and no GPU. A Hub id or a local folder runs that checkpoint. Either
+    loads through :func:`omnitrace_core.loading.load_tracer` (on the GPU when there is one).
 
     Returns:
         (tracer, display name of the model, device).
     """
-    from omnitrace_core import SourceConfig, Tracer
+    from omnitrace_core import SourceConfig
+    from omnitrace_core.loading import load_tracer as load, pick_device
 
     if settings.is_default_model:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing of the default model is on the Hub
-        folder, name = default_model_folder()
-        device = settings.device or "cpu"
-        tracer = Tracer.from_pretrained(folder, device=device, dtype="float32", limits=settings.limits.media_limits(),
-                                        sources=SourceConfig(asr_model=settings.asr_model))
-        return tracer, name, device
-    model = settings.model
-    if is_local(model):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        model = str(Path(model).expanduser())
+        model, name = default_model_folder()
+    else:
+        model = name = settings.model
+    if Path(model).expanduser().is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder (the demo model's is on no Hub) needs none
     device = pick_device(settings.device)
-    dtype = pick_dtype(settings.dtype, device)
-    logger.info("loading %s on %s (%s)", model, device, dtype)
-    tracer = Tracer.from_pretrained(model, device=device, dtype=dtype, limits=settings.limits.media_limits(),
-                                    sources=SourceConfig(asr_model=settings.asr_model))
-    return tracer, settings.model, device
+    tracer = load(model, device=device, dtype=settings.dtype, limits=settings.limits.media_limits(),
+                  sources=SourceConfig(asr_model=settings.asr_model))
+    return tracer, name, device

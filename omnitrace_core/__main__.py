@@ -1,6 +1,6 @@
-"""``python -m omnitrace_core``: the command-line interface (see :mod:`omnitrace_core.cli`)."""
+"""``python -m omnitrace_core``: the ``omnitrace`` command (see :mod:`omnitrace_core.cli`)."""
 
 from .cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog="python -m omnitrace_core"))

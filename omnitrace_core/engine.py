@@ -30,10 +30,10 @@ from .media import MediaLimits
 from .nlp import segment_generation
 from .prompt_length import audio_token_floor, check_prompt_length, max_positions, prompt_inputs
 from .result import SAVED_DECIMALS, GeneratedToken, ItemInfo, TraceResult
-from .verification import Verification
-from .signals import Signal, get_signal
+from .signals import DEFAULT_SIGNAL, Signal, get_signal
 from .sources import SourceSet, build_sources
 from .speech import ItemSegments, Recognizer, TransformersRecognizer, plan_units, resolve_segments
+from .verification import Verification
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class Tracer:
         >>> for span in result.spans: print(span.text, [s.label for s in span.sources])
     """
 
-    def __init__(self, backend: Backend, *, signal: str | Signal = "attmean",
+    def __init__(self, backend: Backend, *, signal: str | Signal = DEFAULT_SIGNAL,
                  generation: GenerationConfig = GenerationConfig(), sources: SourceConfig = SourceConfig(),
                  curation: CurationConfig = CurationConfig(), system_prompt: str | None = None,
                  recognizer: Recognizer | None = None) -> None:

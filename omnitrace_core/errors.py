@@ -26,5 +26,10 @@ class UnknownNameError(OmniTraceError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UsageError(OmniTraceError):
+    """A run was asked for in a way it cannot be done: a bad option or launcher environment, an
+    unreadable questions or output file, an output traced with other settings (the CLI exits with 2)."""
+
+
 class MissingDependencyError(OmniTraceError, ImportError):
     """An optional library is needed for this feature and is not installed."""

@@ -102,7 +102,7 @@ def demo_tracer():
 
 
 def _samples(tasks):
-    from omnitrace_core.cli import load_questions, media_bases
+    from omnitrace_core.batch import load_questions, media_bases
     from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
     from omnitrace_core.inputs import parse_sample
 

@@ -280,7 +280,7 @@ def demo_tracer():
 
 
 def _benchmark_samples(task: str, count: int):
-    from omnitrace_core.cli import load_questions, media_bases
+    from omnitrace_core.batch import load_questions, media_bases
     from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
     from omnitrace_core.evaluation.groundtruth import GroundTruth
     from omnitrace_core.inputs import parse_sample

@@ -19,7 +19,7 @@ from pathlib import Path
 from components.runs import load_run
 from components.runs_view import render_table
 from omnitrace_core import GenerationConfig
-from omnitrace_core.cli import load_questions, media_bases, run_batch
+from omnitrace_core.batch import load_questions, media_bases, run_batch
 from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 
 

@@ -1,7 +1,7 @@
 """Run every method at one context length in this process; print the measurements as JSON.
 
-Invoked by ``python -m omnitrace_core.bench`` as a subprocess per context length, so that one
-length's memory (or a crash) never affects another's figures.
+``omnitrace bench`` runs it as a subprocess per context length (:func:`measure_in_subprocess`), so
+that one length's memory (or a crash) never affects another's figures.
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -55,6 +58,25 @@ def run_length(size: str, device: str, target: int, new_tokens: int, methods: li
                                               estimate, generation_s=plain.wall_s))
     return {"target": target, "context": length, "parameters": parameter_count(backend), "device": device,
             "measurements": [m.to_dict() for m in results]}
+
+
+def measure_in_subprocess(size: str, device: str, target: int, *, new_tokens: int, methods: Sequence[str],
+                          grad_tokens: int, budget_s: float) -> dict:
+    """:func:`run_length` in a fresh Python process; a crash or running out of memory is reported as such."""
+    command = [sys.executable, "-m", "omnitrace_core.bench.worker", "--size", size, "--device", device,
+               "--target", str(target), "--new-tokens", str(new_tokens), "--methods", ",".join(methods),
+               "--grad-tokens", str(grad_tokens), "--budget-s", str(budget_s)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line[len("BENCH_JSON "):])
+    status = "oom" if proc.returncode in (-9, 137) else "error"
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"target": target, "context": target, "device": device, "error": f"{status}: {' | '.join(tail)}",
+            "measurements": [{"method": "plain", "context": target, "new_tokens": new_tokens, "status": status,
+                              "wall_s": float("nan"), "first_token_s": float("nan"), "per_token_s": float("nan"),
+                              "peak_mb": float("nan"), "note": f"worker exited {proc.returncode}"}]}
 
 
 def main(argv: list[str] | None = None) -> int:

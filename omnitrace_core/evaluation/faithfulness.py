@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..batch.records import dumps, read_output
 from ..result import TraceResult
 from ..sources import SourceUnit
 from ..verification import ALL, Verifier
@@ -139,8 +140,6 @@ def measure_split(backend_fn: Callable[[], Any], records: Sequence[Mapping[str, 
     """
     from tqdm import tqdm
 
-    from ..cli import _dumps, read_output
-
     done = {}
     if cache is not None:
         for row in read_output(cache):
@@ -165,7 +164,7 @@ def measure_split(backend_fn: Callable[[], Any], records: Sequence[Mapping[str, 
                    "cost": {**verifier.cost.to_dict(), "seconds": round(time.perf_counter() - started, 3)}}
             out.append(row)
             if handle is not None:
-                handle.write(_dumps(row) + "\n")
+                handle.write(dumps(row) + "\n")
                 handle.flush()
     finally:
         if handle is not None:

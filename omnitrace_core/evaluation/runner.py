@@ -2,7 +2,7 @@
 
 The pieces: :mod:`.predictions` (traces -> predictions), :mod:`.baselines`, :mod:`.scoring`,
 :mod:`.outputs` (answer correctness). Traces are written by the batch CLI's own loop
-(:func:`omnitrace_core.cli.run_batch`) into ``work_dir``, so a rerun with the same ``work_dir``
+(:func:`omnitrace_core.batch.run_batch`) into ``work_dir``, so a rerun with the same ``work_dir``
 resumes, and ``python -m omnitrace_core trace`` output can be scored directly.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..batch import run_batch
 from ..config import CurationConfig, GenerationConfig, SourceConfig
 from ..curation import ablation_configs, list_token_rules
 from ..errors import InputError
@@ -72,8 +73,6 @@ def load_traced(path: Path, truth: GroundTruth, keys: set[str] | None = None) ->
 
 def trace_split(tracer: Callable[[], Any], split: Split, signal: str, out: Path, limit: int | None,
                 generation: GenerationConfig, sources: SourceConfig, progress: bool) -> Path:
-    from ..cli import run_batch
-
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = run_batch(tracer, split.samples, out, bases=split.bases, signal=signal, generation=generation,
                         sources=sources, limit=limit, progress=progress)

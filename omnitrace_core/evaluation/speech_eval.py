@@ -7,7 +7,7 @@ ranges of the audio and video sources curated for any output sentence; it is sco
 the sample's true intervals with Time-F1 over 1 s bins (paper, section 4.1). This is a
 sample-level protocol: the paper labels support per output sentence with an LLM judge.
 
-    python -m omnitrace_core.evaluation.speech_eval --questions q.json --truth truth.json \\
+    omnitrace speech-eval --questions q.json --truth truth.json \\
         --model Qwen/Qwen2.5-Omni-7B [--asr-model openai/whisper-small] [--output report.json]
 
 The truth file maps sample keys (the ``key`` of the batch CLI's records, from
@@ -19,7 +19,6 @@ sample of the questions file is an error (the message lists the keys that exist)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -35,7 +34,7 @@ from .metrics import PRF, mean_prf, time_f1
 logger = logging.getLogger(__name__)
 
 MODES = ("bins", "segments")
-_TRUTH_FORMAT = ('a JSON object {"<sample key>": [[start, end], {"start": s, "end": s, "item": 0}, ...]} '
+TRUTH_FORMAT = ('a JSON object {"<sample key>": [[start, end], {"start": s, "end": s, "item": 0}, ...]} '
                  '(or a list of {"key": ..., "intervals": [...]})')
 
 Interval = tuple[int, float, float]  # (audio/video item ordinal, start, end)
@@ -64,14 +63,14 @@ def load_truth(source: str | Path | Mapping[str, Any] | Sequence[Any]) -> dict[s
         try:
             data = json.loads(Path(source).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"truth file '{source}' cannot be read as JSON ({exc}); pass {_TRUTH_FORMAT}") from None
+            raise InputError(f"truth file '{source}' cannot be read as JSON ({exc}); pass {TRUTH_FORMAT}") from None
     if isinstance(data, list):
         try:
             data = {str(entry["key"]): entry["intervals"] for entry in data}
         except (TypeError, KeyError):
-            raise InputError(f"truth list entries need 'key' and 'intervals'; pass {_TRUTH_FORMAT}") from None
+            raise InputError(f"truth list entries need 'key' and 'intervals'; pass {TRUTH_FORMAT}") from None
     if not isinstance(data, Mapping):
-        raise InputError(f"truth must be {_TRUTH_FORMAT}")
+        raise InputError(f"truth must be {TRUTH_FORMAT}")
     out = {}
     for key, intervals in data.items():
         if not isinstance(intervals, list):
@@ -134,7 +133,7 @@ def compare_audio_units(tracer: Any, samples: Sequence[Mapping[str, Any]], truth
 
     Args:
         tracer: a :class:`~omnitrace_core.Tracer` (its recogniser serves the segments mode).
-        samples: official-format samples (see :func:`omnitrace_core.cli.load_questions`).
+        samples: official-format samples (see :func:`omnitrace_core.batch.load_questions`).
         truth: sample key -> true intervals (see :func:`load_truth`).
         bases: folders relative media and transcript paths resolve against.
         generation, curation: shared by both modes; sources: the rest of the source settings
@@ -176,7 +175,7 @@ def check_truth_keys(truth: Mapping[str, Any], keys: Sequence[str], samples: Seq
         InputError: naming the unknown keys and the keys that exist.
     """
     if not truth:
-        raise InputError(f"the truth names no sample; pass {_TRUTH_FORMAT}")
+        raise InputError(f"the truth names no sample; pass {TRUTH_FORMAT}")
     unknown = [key for key in truth if key not in set(keys)]
     if not unknown:
         return
@@ -193,49 +192,7 @@ def check_truth_keys(truth: Mapping[str, Any], keys: Sequence[str], samples: Seq
         f"the file's keys: {shown or 'none'})")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m omnitrace_core.evaluation.speech_eval``; returns the exit status."""
-    from ..cli import UsageError, load_questions, media_bases
-    from ..engine import Tracer
-    from ..speech import TransformersRecognizer
+if __name__ == "__main__":  # pragma: no cover - the same as ``omnitrace speech-eval``
+    from ..cli import main
 
-    parser = argparse.ArgumentParser(prog="python -m omnitrace_core.evaluation.speech_eval",
-                                     description="Time-F1 of time bins vs speech segments on the same samples.")
-    parser.add_argument("--questions", required=True, metavar="FILE.json", help="samples in the official format")
-    parser.add_argument("--truth", required=True, metavar="TRUTH.json", help=f"true intervals: {_TRUTH_FORMAT}")
-    parser.add_argument("--model", required=True, metavar="ID_OR_DIR", help="omni-modal checkpoint to trace with")
-    parser.add_argument("--asr-model", default=SourceConfig.asr_model, metavar="ID_OR_DIR",
-                        help="speech recogniser for items without a transcript (default: %(default)s)")
-    parser.add_argument("--media-root", metavar="DIR", help="folder searched first for relative media paths")
-    parser.add_argument("--method", default="attmean", help="scoring signal (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, metavar="N")
-    parser.add_argument("--audio-bin-seconds", type=float, default=SourceConfig.audio_bin_seconds, metavar="S")
-    parser.add_argument("--segment-min-seconds", type=float, default=SourceConfig.segment_min_seconds, metavar="S")
-    parser.add_argument("--segment-max-seconds", type=float, default=SourceConfig.segment_max_seconds, metavar="S")
-    parser.add_argument("--bin-seconds", type=float, default=1.0, metavar="S", help="Time-F1 bin width (default: 1)")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", help="e.g. cuda:0 or cpu (default: cuda if available)")
-    parser.add_argument("--output", metavar="REPORT.json", help="also write the per-sample report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        samples = load_questions(args.questions)
-        truth = load_truth(args.truth)
-        sources = SourceConfig(audio_bin_seconds=args.audio_bin_seconds, asr_model=args.asr_model,
-                               segment_min_seconds=args.segment_min_seconds,
-                               segment_max_seconds=args.segment_max_seconds)
-        tracer = Tracer.from_pretrained(args.model, dtype=args.dtype, device=args.device, signal=args.method,
-                                        recognizer=TransformersRecognizer(args.asr_model, device=args.device))
-        report = compare_audio_units(tracer, samples, truth, bases=media_bases(args.questions, args.media_root),
-                                     generation=GenerationConfig(max_new_tokens=args.max_new_tokens),
-                                     sources=sources, bin_seconds=args.bin_seconds)
-    except (UsageError, OmniTraceError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report.table())
-    if args.output:
-        Path(args.output).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(main(["speech-eval", *sys.argv[1:]], prog="python -m omnitrace_core"))

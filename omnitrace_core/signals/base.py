@@ -21,6 +21,9 @@ import torch
 
 from ..errors import ConfigError, UnknownNameError
 
+#: The signal a Tracer, the CLI and the app use unless told otherwise (the paper's main one).
+DEFAULT_SIGNAL = "attmean"
+
 
 class Signal(ABC):
     """A token-level attribution signal a_t(i) over context positions i.

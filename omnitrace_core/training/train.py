@@ -13,7 +13,6 @@ trains. Everything is seeded: the same command gives the same weights on the sam
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -302,35 +301,3 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
     }
     save(Path(out_dir), model, processor, card)
     return card
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train_demo_model", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder to write the trained model to")
-    defaults = TrainConfig()
-    for name in ("steps", "batch_size", "warmup", "seed", "threads", "workers", "qa_weight", "eval_every",
-                 "eval_per_task"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--device", default=defaults.device, help="device to train on (default: cpu)")
-    parser.add_argument("--aux-weight", type=float, default=defaults.aux_weight)
-    parser.add_argument("--tasks", default=",".join(TASK_NAMES), help="comma-separated task families")
-    parser.add_argument("--checkpoint", help="folder to save the model to after each held-out check")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                         seed=args.seed, threads=args.threads, workers=args.workers, qa_weight=args.qa_weight,
-                         device=args.device,
-                         eval_every=args.eval_every,
-                         eval_per_task=args.eval_per_task, aux_weight=args.aux_weight)
-    card = train(args.out, config=config, tasks=[t for t in args.tasks.split(",") if t], checkpoint=args.checkpoint)
-    print(f"trained in {card['train_seconds']:.0f} s; held-out check: {card['checks'][-1] if card['checks'] else '-'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,13 +8,13 @@ import math
 import pytest
 
 from omnitrace_core.bench import methods
-from omnitrace_core.bench.__main__ import main
+from omnitrace_core.cli import main
 from omnitrace_core.bench.report import growth_exponent, markdown
 
 
 def test_smoke_run_prints_every_method_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--smoke", "--output", str(out)]) == 0
+    assert main(["bench", "--smoke", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     for method in ("plain", "attmean", "attraw", "attgrads", "naive_attention", "naive_attgrads"):
         assert f"| {method}" in printed

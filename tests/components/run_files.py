@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnitrace_core import GenerationConfig, TraceResult
-from omnitrace_core.cli import run_batch
+from omnitrace_core.batch import run_batch
 from omnitrace_core.evaluation.groundtruth import FORMAT, VERSION
 
 from tests.components.app_harness import media_path

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.model_loading import DEMO_MODEL_NAME, TINY_MODEL_NAME, load_tracer, pick_device, pick_dtype
+from components.model_loading import DEMO_MODEL_NAME, TINY_MODEL_NAME, load_tracer
 from components.previews import PreviewCache, gradio_file_url, is_within, peaks_of
 from components.session import close_session, new_session
 from components.settings import ENV_MODEL, EXAMPLES_DIR, AppSettings, parse_args
+from omnitrace_core.loading import pick_device
 from omnitrace_core.result import ItemInfo
 
 
@@ -65,23 +66,14 @@ def test_settings_from_flags_and_environment(monkeypatch):
     assert parse_args([]).is_default_model and parse_args(["--model", "/x"]).model == "/x"
 
 
-def test_device_and_dtype_choice():
-    import torch
-
-    assert pick_device("cpu") == "cpu"
-    assert pick_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert pick_dtype("auto", "cuda") == "bfloat16" and pick_dtype("auto", "cpu") == "float32"
-    assert pick_dtype("float16", "cuda") == "float16"
-
-
-def test_default_model_is_the_bundled_demo_model_on_cpu():
+def test_default_model_is_the_bundled_demo_model():
     from omnitrace_core.defaults import DEFAULT_MODEL_DIR
     from omnitrace_core.training.demo_model import read_card
 
     if read_card(DEFAULT_MODEL_DIR) is None:
         pytest.skip("the demo model has not been trained into assets/demo_model")
-    tracer, name, device = load_tracer(AppSettings())
-    assert device == "cpu" and name == DEMO_MODEL_NAME and tracer.backend.input_device.type == "cpu"
+    tracer, name, device = load_tracer(AppSettings())  # the device of the one loading rule
+    assert device == pick_device(None) and name == DEMO_MODEL_NAME and tracer.backend.input_device.type == device
     assert tracer.backend.model_id == str(DEFAULT_MODEL_DIR)
 
 
@@ -89,7 +81,7 @@ def test_without_the_demo_model_the_default_falls_back_to_the_tiny_one(tiny_mode
     monkeypatch.setattr("omnitrace_core.defaults.DEFAULT_MODEL_DIR", tmp_path / "missing")
     monkeypatch.setattr("components.model_loading.tiny_model_folder", lambda cache_dir=None: tiny_model_dir)
     tracer, name, device = load_tracer(AppSettings())
-    assert device == "cpu" and name == TINY_MODEL_NAME and tracer.backend.input_device.type == "cpu"
-    assert "train it with scripts/train_demo_model.py" in caplog.text
+    assert device == pick_device(None) and name == TINY_MODEL_NAME and tracer.backend.input_device.type == device
+    assert "train it with omnitrace train-demo" in caplog.text
     local, name, _ = load_tracer(AppSettings(model=str(tiny_model_dir), device="cpu"))
     assert name == str(tiny_model_dir) and local.backend.model_id == str(tiny_model_dir)

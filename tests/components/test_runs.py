@@ -229,7 +229,7 @@ def test_a_half_written_last_line_is_ignored(run_files, tmp_path):
 
 
 def test_a_verify_output_gives_the_faithfulness_columns(tracer, run_files, tmp_path):
-    from omnitrace_core.verify_cli import read_traces, verify_batch
+    from omnitrace_core.batch import read_traces, verify_batch
 
     verified = tmp_path / "verified.jsonl"
     verify_batch(tracer, read_traces(run_files.attmean)[:2], verified, mode="knockout", progress=False)

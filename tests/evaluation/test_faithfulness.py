@@ -1,5 +1,5 @@
 """Faithfulness evaluation: the aggregation on hand-made measurements, label validity and causal labels on
-real demo-model measurements, and ``python -m omnitrace_core.evaluate --faithfulness`` with and without labels."""
+real demo-model measurements, and ``omnitrace evaluate --faithfulness`` with and without labels."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
-from omnitrace_core.evaluate import main
+from omnitrace_core.cli import main
 from omnitrace_core.evaluation import faithfulness as F
 from omnitrace_core.training.demo_model import CARD_FILENAME
 from omnitrace_core.evaluation.groundtruth import GoldSpan, SampleTruth, SourceRef
@@ -69,7 +69,7 @@ def test_labelled_units_by_modality():
 @needs_demo
 def test_label_validity_and_causal_labels_on_the_demo_model():
     from omnitrace_core import Tracer
-    from omnitrace_core.cli import load_questions, media_bases
+    from omnitrace_core.batch import load_questions, media_bases
     from omnitrace_core.evaluation.groundtruth import GroundTruth
     from omnitrace_core.evaluation.scoring import score
     from omnitrace_core.evaluation.predictions import from_trace
@@ -120,7 +120,7 @@ def test_label_validity_and_causal_labels_on_the_demo_model():
 @needs_demo
 def test_evaluate_faithfulness_with_and_without_labels(tmp_path):
     work = tmp_path / "work"
-    code = main(["--faithfulness", "--verify-mode", "knockout", "--limit", "3", "--signals", "attmean",
+    code = main(["evaluate", "--faithfulness", "--verify-mode", "knockout", "--limit", "3", "--signals", "attmean",
                  "--baselines", "random", "--no-ablations", "--tune-split", "", "--work-dir", str(work),
                  "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.md"), "--no-progress"])
     assert code == 0
@@ -134,17 +134,17 @@ def test_evaluate_faithfulness_with_and_without_labels(tmp_path):
     assert "## Faithfulness" in text and "Are the labels causal?" in text and "causal" in text
     cached = (work / "test.faithfulness.jsonl").read_text()
     assert len(cached.splitlines()) == 3
-    again = ["--faithfulness", "--verify-mode", "knockout", "--limit", "3", "--signals", "attmean", "--baselines",
+    again = ["evaluate", "--faithfulness", "--verify-mode", "knockout", "--limit", "3", "--signals", "attmean", "--baselines",
              "random", "--no-ablations", "--tune-split", "", "--work-dir", str(work), "--no-progress"]
     assert main(again) == 0 and (work / "test.faithfulness.jsonl").read_text() == cached  # nothing measured twice
     # a smaller --limit over the same work dir scores only its own samples, not every trace the files hold
-    assert main([*again[:4], "2", *again[5:], "--json", str(tmp_path / "two.json")]) == 0
+    assert main([*again[:5], "2", *again[6:], "--json", str(tmp_path / "two.json")]) == 0
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["samples"] == 2 and two["faithfulness"]["summary"]["sentences_total"] < \
         faith["summary"]["sentences_total"]
 
     # a questions file without labels: only what needs none, with the same numbers
-    code = main(["--faithfulness", "--verify-mode", "knockout", "--questions", str(QUESTIONS), "--limit", "3",
+    code = main(["evaluate", "--faithfulness", "--verify-mode", "knockout", "--questions", str(QUESTIONS), "--limit", "3",
                  "--traces", f"attmean={work / 'test.attmean.jsonl'}", "--baselines", "random",
                  "--json", str(tmp_path / "u.json"), "--work-dir", str(tmp_path / "w2"), "--no-progress"])
     assert code == 0

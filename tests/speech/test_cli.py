@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from omnitrace_core import GenerationConfig, SourceConfig, Tracer
-from omnitrace_core.cli import build_parser, configs_from_args, main, read_output, run_batch
+from omnitrace_core.batch import read_output, run_batch
+from omnitrace_core.cli import build_parser, main
+from omnitrace_core.cli.trace import configs_from_args
 from tests.speech.conftest import AUDIO_TONES, EnergyRecognizer
 
 SRT = "".join(f"{k + 1}\n00:00:{a:06.3f} --> 00:00:{b:06.3f}\n".replace(".", ",") + f"Tone {k + 1} in the file.\n\n"

@@ -8,7 +8,8 @@ import pytest
 
 from omnitrace_core import AudioItem, GenerationConfig, InputError, TextItem, Tracer
 from omnitrace_core.evaluation import PRF, mean_prf, set_f1, time_bins, time_f1
-from omnitrace_core.evaluation.speech_eval import compare_audio_units, load_truth, main, predicted_intervals
+from omnitrace_core.cli import main
+from omnitrace_core.evaluation.speech_eval import compare_audio_units, load_truth, predicted_intervals
 from tests.speech.conftest import EnergyRecognizer
 
 
@@ -103,7 +104,7 @@ def test_speech_eval_command_line(tiny_model_dir, speech_media, tmp_path, capsys
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({"7": [[0.5, 2.5]], "8": [[4.0, 6.5]]}), encoding="utf-8")
     report = tmp_path / "report.json"
-    code = main(["--questions", str(questions), "--truth", str(truth), "--model", str(tiny_model_dir),
+    code = main(["speech-eval", "--questions", str(questions), "--truth", str(truth), "--model", str(tiny_model_dir),
                  "--asr-model", str(tmp_path / "never-loaded"), "--max-new-tokens", "2", "--device", "cpu",
                  "--output", str(report)])
     assert code == 0
@@ -114,7 +115,7 @@ def test_speech_eval_command_line(tiny_model_dir, speech_media, tmp_path, capsys
     assert set(data["modes"]["bins"]["samples"]) == set(data["modes"]["segments"]["samples"]) == {"7", "8"}
     # in the segments run each sample has one unit, so everything cited is exactly the true interval
     assert data["modes"]["segments"]["mean"]["f1"] == 1.0
-    assert main(["--questions", str(tmp_path / "none.json"), "--truth", str(truth), "--model", "x"]) == 2
+    assert main(["speech-eval", "--questions", str(tmp_path / "none.json"), "--truth", str(truth), "--model", "x"]) == 2
 
 
 def test_truth_keys_follow_the_sample_keys_and_unknown_ones_are_errors(tiny_model_dir, speech_media, tmp_path,
@@ -131,7 +132,7 @@ def test_truth_keys_follow_the_sample_keys_and_unknown_ones_are_errors(tiny_mode
 
     def evaluate(data) -> int:
         truth.write_text(json.dumps(data), encoding="utf-8")
-        return main(["--questions", str(questions), "--truth", str(truth), "--model", str(tiny_model_dir),
+        return main(["speech-eval", "--questions", str(questions), "--truth", str(truth), "--model", str(tiny_model_dir),
                      "--max-new-tokens", "2", "--device", "cpu"])
 
     assert evaluate({"7": [[0.5, 2.5]], "8:asr": [[4.0, 6.5]]}) == 2

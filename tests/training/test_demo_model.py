@@ -17,7 +17,7 @@ FIXED = "test-0002"
 
 
 def _sample(key: str):
-    from omnitrace_core.cli import load_questions, media_bases
+    from omnitrace_core.batch import load_questions, media_bases
     from omnitrace_core.inputs import parse_sample
 
     path = DEFAULT_BENCHMARK_DIR / "test" / "questions.json"

@@ -1,7 +1,8 @@
 """The settings that change a trace's results, as one flat record: a batch run's fingerprint.
 
-The batch CLI stores it in every output record (``"settings"``) and refuses to resume an
-output file whose records were traced with other settings, so one file never mixes them.
+The batch runner stores it in every output record (``"settings"``) and refuses to resume an
+output file whose records were traced with other settings, so one file never mixes them
+(:func:`check_same_settings`).
 Settings that cannot change a finished result are left out: ``max_prompt_tokens`` (it only
 decides whether a prompt is refused), the sampling parameters under greedy decoding, media
 limits, devices and shards.
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .config import CurationConfig, GenerationConfig, SourceConfig
+from ..config import CurationConfig, GenerationConfig, SourceConfig
+from ..errors import UsageError
 
 #: Generation fields that only matter when sampling.
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "seed")
@@ -23,20 +25,20 @@ def run_settings(*, model: str | None = None, dtype: str | None = None, signal: 
                  generation: GenerationConfig | None = None, sources: SourceConfig | None = None,
                  curation: CurationConfig | None = None, trace_answer: bool | None = None,
                  heads: bool | None = None) -> dict[str, Any]:
-    """The fingerprint of a run: ``{"model", "dtype", "method", "trace_answer", "heads", "generation.<field>",
+    """The fingerprint of a run: ``{"model", "dtype", "signal", "trace_answer", "heads", "generation.<field>",
     "sources.<field>", "curation.<field>": value}``, as JSON values. None (or a missing key) means unknown:
     never compared.
 
     ``model`` is a Hub id or a folder; a folder is recorded by its absolute path, so ``./m`` and
-    ``m`` are the same model. ``method`` is the signal's canonical name (``attmean[4:8]`` is
+    ``m`` are the same model. ``signal`` is the signal's canonical name (``attmean[4:8]`` is
     ``attmean[layers=4:8]``). ``trace_answer``: the samples' given answers were traced instead of
     generated ones; ``heads``: layer and head masses were captured.
     """
     if signal is not None:
-        from .signals import get_signal
+        from ..signals import get_signal
 
         signal = get_signal(signal).name
-    settings: dict[str, Any] = {"model": _model_key(model), "dtype": dtype, "method": signal,
+    settings: dict[str, Any] = {"model": _model_key(model), "dtype": dtype, "signal": signal,
                                 "trace_answer": trace_answer, "heads": heads}
     settings.update(_flat(*(config.to_dict() if config is not None else None
                             for config in (generation, sources, curation))))
@@ -45,16 +47,20 @@ def run_settings(*, model: str | None = None, dtype: str | None = None, signal: 
 
 def record_settings(record: Mapping[str, Any]) -> dict[str, Any]:
     """The fingerprint of a batch output record: its ``"settings"``, or, for a record written before
-    those were stored, what its result says (method and configs; model and dtype unknown)."""
+    those were stored, what its result says (signal and configs; model and dtype unknown). Records
+    written before the signal was named so hold it as ``"method"``."""
     stored = record.get("settings")
     if isinstance(stored, Mapping):
-        return dict(stored)
+        stored = dict(stored)
+        if "method" in stored and "signal" not in stored:
+            stored["signal"] = stored.pop("method")
+        return stored
     result = record.get("result")
     if not isinstance(result, Mapping):
         return {}
     sections = [result.get(name) if isinstance(result.get(name), Mapping) else None
                 for name in ("generation", "source_config", "curation")]
-    return _as_json({"method": result.get("signal"), **_flat(*sections)})
+    return _as_json({"signal": result.get("signal"), **_flat(*sections)})
 
 
 def differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -88,3 +94,44 @@ def _model_key(model: str | None) -> str | None:
 def _as_json(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings as an output file holds them (tuples become lists, mappings plain dicts)."""
     return json.loads(json.dumps(dict(settings), default=lambda v: dict(v) if isinstance(v, Mapping) else list(v)))
+
+
+#: Fingerprint settings that a flag of ``omnitrace trace`` sets, as messages name them; the others are
+#: named as they are in Python (e.g. "curation.gamma").
+SETTING_FLAGS = {
+    "model": "--model", "dtype": "--dtype", "signal": "--signal", "curation.token_rule": "--token-rule",
+    "generation.max_new_tokens": "--max-new-tokens", "generation.do_sample": "--do-sample",
+    "generation.temperature": "--temperature", "generation.top_p": "--top-p", "generation.top_k": "--top-k",
+    "generation.seed": "--seed", "sources.audio_bin_seconds": "--audio-bin-seconds",
+    "sources.video_bin_seconds": "--video-bin-seconds", "sources.video_fps": "--video-fps",
+    "sources.video_max_frames": "--video-max-frames", "sources.audio_units": "--audio-units",
+    "sources.asr_model": "--asr-model", "sources.segment_min_seconds": "--segment-min-seconds",
+    "sources.segment_max_seconds": "--segment-max-seconds", "sources.segment_max_gap_seconds":
+    "--segment-max-gap-seconds", "sources.include_prompt": "--include-prompt",
+    "sources.use_audio_in_video": "tracing the audio of videos (--no-audio-in-video turns it off)",
+    "trace_answer": "--trace-answer", "heads": "--heads",
+}
+
+
+def check_same_settings(output: Path, records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> None:
+    """Refuse to resume ``output`` when its records were traced with settings other than ``settings``.
+
+    Raises:
+        UsageError: naming each setting that differs (as a flag where one sets it), its value in the
+            file and now, and how to start afresh.
+    """
+    changed: dict[str, tuple[Any, Any]] = {}
+    for record in records:
+        for name, values in differences(record_settings(record), settings).items():
+            changed.setdefault(name, values)
+    if not changed:
+        return
+    listed = "; ".join(f"{SETTING_FLAGS.get(name, name)} was {_shown(old)}, now {_shown(new)}"
+                       for name, (old, new) in sorted(changed.items()))
+    raise UsageError(f"output file '{output}' holds results traced with other settings ({listed}). Resuming would "
+                     "mix settings in one file: rerun with the settings it was traced with, or start afresh with "
+                     "--overwrite (its results are discarded), or write to another --output")
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,4 +1,4 @@
-"""``python -m omnitrace_core.evaluate`` end to end on a small slice of the benchmark with the shipped model."""
+"""``omnitrace evaluate`` end to end on a small slice of the benchmark with the shipped model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
-from omnitrace_core.evaluate import main
+from omnitrace_core.cli import main
 from omnitrace_core.training.demo_model import CARD_FILENAME
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / CARD_FILENAME).is_file(),
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / CARD_FILENAME).is_file(
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("eval")
-    code = main(["--limit", "8", "--signals", "attmean", "--baselines", "random,embedding", "--work-dir", str(work),
+    code = main(["evaluate", "--limit", "8", "--signals", "attmean", "--baselines", "random,embedding", "--work-dir", str(work),
                  "--json", str(work / "report.json"), "--report", str(work / "report.md"), "--no-progress"])
     return code, work, json.loads((work / "report.json").read_text())
 
@@ -42,7 +42,7 @@ def test_end_to_end(run, capsys):
 
 def test_scores_existing_traces_without_tracing(run, tmp_path):
     _, work, report = run
-    code = main(["--limit", "8", "--traces", f"attmean={work / 'test.attmean.jsonl'}", "--baselines", "random",
+    code = main(["evaluate", "--limit", "8", "--traces", f"attmean={work / 'test.attmean.jsonl'}", "--baselines", "random",
                  "--no-ablations", "--tune-split", "", "--json", str(tmp_path / "again.json"), "--no-progress"])
     assert code == 0
     again = json.loads((tmp_path / "again.json").read_text())
@@ -54,7 +54,7 @@ def test_custom_ground_truth_file(run, tmp_path):
     truth = json.loads((DEFAULT_BENCHMARK_DIR / "test" / "ground_truth.json").read_text())
     truth["samples"] = truth["samples"][:2]
     (tmp_path / "labels.json").write_text(json.dumps(truth))
-    code = main(["--questions", str(DEFAULT_BENCHMARK_DIR / "test" / "questions.json"), "--ground-truth",
+    code = main(["evaluate", "--questions", str(DEFAULT_BENCHMARK_DIR / "test" / "questions.json"), "--ground-truth",
                  str(tmp_path / "labels.json"), "--traces", f"attmean={work / 'test.attmean.jsonl'}",
                  "--baselines", "", "--no-ablations", "--json", str(tmp_path / "r.json"), "--no-progress"])
     assert code == 0
@@ -62,6 +62,6 @@ def test_custom_ground_truth_file(run, tmp_path):
 
 
 def test_bad_usage_exits_2(tmp_path, capsys):
-    assert main(["--benchmark", str(tmp_path)]) == 2
+    assert main(["evaluate", "--benchmark", str(tmp_path)]) == 2
     assert "no benchmark split" in capsys.readouterr().err
-    assert main(["--signals", "nope", "--limit", "1", "--traces", "x=y"]) == 2
+    assert main(["evaluate", "--signals", "nope", "--limit", "1", "--traces", "x=y"]) == 2

@@ -1,4 +1,4 @@
-"""Tests of the batch CLI (omnitrace_core.cli), offline, on the tiny random-weight Qwen2.5-Omni thinker.
+"""Tests of ``omnitrace trace`` (omnitrace_core.cli.trace over omnitrace_core.batch), offline, on the tiny random-weight Qwen2.5-Omni thinker.
 
 Random weights generate junk text: nothing here looks at the generated text itself, only at
 the shape of the records. Generation is kept to 4 tokens and videos are sampled at 0.5 fps.
@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 
 from omnitrace_core import TraceResult, sample_keys
-from omnitrace_core.cli import (LOCAL_RANK_ENV, RANK_ENV, WORLD_SIZE_ENV, main, parse_shard, run_batch,
-                                shard_from_env, shard_output_path, UsageError)
+from omnitrace_core.batch import parse_shard, run_batch, shard_from_env, shard_output_path
+from omnitrace_core.cli import main
+from omnitrace_core.errors import UsageError
+from omnitrace_core.launcher import LOCAL_RANK_ENV, RANK_ENV, WORLD_SIZE_ENV
 from tests import media_files
 from tests.shared_files import OFFICIAL_EXAMPLES, require
 
 OFFICIAL = OFFICIAL_EXAMPLES
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = ["--max-new-tokens", "4", "--video-fps", "0.5", "--no-progress"]
 MISSING = {"question_audio.json": {"0:summarization": "examples/media/01_M014_01.wav"},
            "question_video.json": {"87:qa": "examples/media/aWBRHk_-5as.mp4"},
@@ -154,10 +156,10 @@ def test_resume_after_limit_and_after_a_killed_run(official, tiny_model_dir, tmp
     assert f"1 ok, 0 errors, {len(keys) - 1} skipped" in capsys.readouterr().err
 
     # nothing left: no model is even loaded
-    import omnitrace_core.cli as cli
+    import omnitrace_core.cli.trace as cli
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "load_tracer", lambda *a, **k: pytest.fail("a finished run loaded the model"))
+        patch.setattr(cli, "tracer_from_args", lambda *a, **k: pytest.fail("a finished run loaded the model"))
         assert _trace(questions, tiny_model_dir, output) == 0
     assert len(_records(output)) == len(keys)
 
@@ -183,7 +185,7 @@ def test_errored_samples_are_retried_and_methods_are_not_mixed(small_media, tiny
     assert [(r["key"], r["status"]) for r in records] == [("0:qa", "ok"), ("0:caption", "error"), ("0:caption", "ok")]
     capsys.readouterr()
 
-    # resuming with another method would mix results in one file
+    # resuming with another signal would mix results in one file
     assert _trace(questions, tiny_model_dir, output, "--method", "attraw") == 2
     assert "attmean" in capsys.readouterr().err
     assert len(_records(output)) == 3
@@ -204,16 +206,16 @@ def test_resume_refuses_other_settings_and_names_each_one(small_media, tiny_mode
     other_model = shutil.copytree(tiny_model_dir, tmp_path / "other_model")
     capsys.readouterr()
 
-    import omnitrace_core.cli as cli
+    import omnitrace_core.cli.trace as cli
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "load_tracer", lambda *a, **k: pytest.fail("a refused run loaded the model"))
+        patch.setattr(cli, "tracer_from_args", lambda *a, **k: pytest.fail("a refused run loaded the model"))
         for extra, named in [
             (["--max-new-tokens", "8"], "--max-new-tokens was 4, now 8"),
             (["--token-rule", "max_token"], "--token-rule was sum, now max_token"),
             (["--audio-bin-seconds", "2"], "--audio-bin-seconds was 1.0, now 2.0"),
-            (["--video-bin-seconds", "0.5", "--method", "attraw"],
-             "--method was attmean, now attraw; --video-bin-seconds was 1.0, now 0.5"),
+            (["--video-bin-seconds", "0.5", "--signal", "attraw"],
+             "--signal was attmean, now attraw; --video-bin-seconds was 1.0, now 0.5"),
             (["--model", str(other_model)], f"--model was {tiny_model_dir.resolve()}, now {other_model}"),
         ]:
             args = ["trace", "--questions", str(questions), "--model", str(tiny_model_dir), "--output", str(output),
@@ -229,6 +231,13 @@ def test_resume_refuses_other_settings_and_names_each_one(small_media, tiny_mode
         assert output.read_bytes() == before
         # the same settings, the model spelled another way: resumes (nothing left to do)
         assert _trace(questions, Path(os.path.relpath(tiny_model_dir)), output) == 0
+        assert "1 skipped" in capsys.readouterr().err
+        # a record of a version that named the signal "method" is checked by that name (--method: the alias)
+        settings = {("method" if k == "signal" else k): v for k, v in record["settings"].items()}
+        output.write_text(json.dumps({**record, "settings": settings}) + "\n", encoding="utf-8")
+        assert _trace(questions, tiny_model_dir, output, "--method", "attraw") == 2
+        assert "--signal was attmean, now attraw" in capsys.readouterr().err
+        assert _trace(questions, tiny_model_dir, output, "--method", "attmean") == 0
         assert "1 skipped" in capsys.readouterr().err
         # a record written before settings were stored is checked through its result
         legacy = {k: v for k, v in record.items() if k != "settings"}
@@ -448,7 +457,7 @@ def test_module_help_in_a_subprocess():
 
 
 def test_interrupt_crash_and_unloadable_model_exit_codes(small_media, tracer, tmp_path, monkeypatch, capsys):
-    import omnitrace_core.cli as cli
+    import omnitrace_core.cli.trace as cli
 
     samples = _small_samples(2)
     samples[1]["question"][0] = {"text": "explode"}
@@ -456,8 +465,8 @@ def test_interrupt_crash_and_unloadable_model_exit_codes(small_media, tracer, tm
     output = tmp_path / "out.jsonl"
     argv = ["trace", "--questions", str(questions), "--model", "unused/model", "--output", str(output), *FAST]
 
-    real_loader = cli.load_tracer
-    monkeypatch.setattr(cli, "load_tracer", lambda *a, **k: _Flaky(tracer, KeyboardInterrupt(), "explode"))
+    real_loader = cli.tracer_from_args
+    monkeypatch.setattr(cli, "tracer_from_args", lambda *a, **k: _Flaky(tracer, KeyboardInterrupt(), "explode"))
     assert main(argv) == 130
     assert [r["key"] for r in _records(output)] == ["0:qa"]  # the finished sample was kept
     err = capsys.readouterr().err
@@ -466,11 +475,11 @@ def test_interrupt_crash_and_unloadable_model_exit_codes(small_media, tracer, tm
     def crash(*args, **kwargs):
         raise RuntimeError("out of cheese")
 
-    monkeypatch.setattr(cli, "load_tracer", crash)
+    monkeypatch.setattr(cli, "tracer_from_args", crash)
     assert main(argv) == 1
     assert "out of cheese" in capsys.readouterr().err
 
-    monkeypatch.setattr(cli, "load_tracer", real_loader)
+    monkeypatch.setattr(cli, "tracer_from_args", real_loader)
     for model in (str(tmp_path / "no-model"), "./relative/missing"):  # a fresh output: no settings to compare
         assert main([*argv[:4], model, "--output", str(tmp_path / "fresh.jsonl"), *FAST]) == 2
         assert "neither an existing checkpoint folder nor a Hugging Face model id" in capsys.readouterr().err
@@ -489,7 +498,7 @@ def test_trace_answer_traces_each_samples_answer_field(small_media, tiny_model_d
     for record in records[:2]:
         result = TraceResult.from_dict(record["result"])
         assert result.forced and result.text == record["answer"] and result.heads is not None
-        assert result.signal == "attmean[layers=-1:]" == record["settings"]["method"]
+        assert result.signal == "attmean[layers=-1:]" == record["settings"]["signal"]
         assert record["settings"]["trace_answer"] is True and record["settings"]["heads"] is True
         assert all(t.logprob is not None for t in result.tokens)
     capsys.readouterr()
