@@ -36,7 +36,7 @@ def default_model_folder(cache_dir: Path | None = None) -> tuple[Path, str]:
     A checkout without ``assets/demo_model`` (e.g. one trimmed for size) falls back to the tiny
     random-weight model, with a warning: the app still runs, but its answers mean nothing.
     """
-    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.assets import DEFAULT_MODEL_DIR
     from omnitrace_core.training.demo_model import read_card
 
     if read_card(DEFAULT_MODEL_DIR) is not None:

@@ -96,14 +96,14 @@ def test_an_empty_answer_is_refused(qwen, bad):
 @pytest.fixture(scope="module")
 def demo_tracer():
     from omnitrace_core import Tracer
-    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.assets import DEFAULT_MODEL_DIR
 
     return Tracer.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
 
 
 def _samples(tasks):
     from omnitrace_core.batch import load_questions, media_bases
-    from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
+    from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR
     from omnitrace_core.inputs import parse_sample
 
     path = DEFAULT_BENCHMARK_DIR / "test" / "questions.json"

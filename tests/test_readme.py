@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from components.settings import REPO_ROOT
-from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+from omnitrace_core.assets import DEFAULT_MODEL_DIR
 from tests import media_files
 
 README = REPO_ROOT / "README.md"
@@ -140,9 +140,17 @@ def requirement_names(path: Path) -> set[str]:
         line = line.split("#", 1)[0].strip()
         if line.startswith("-r "):
             names |= requirement_names(path.parent / line[3:].strip())
+        elif line.startswith("-e "):  # a project folder, installed editable: its name is in its pyproject.toml
+            names.add(canonicalize_name(project_name(path.parent / line[3:].strip())))
         elif line:
             names.add(canonicalize_name(Requirement(line).name))
     return names
+
+
+def project_name(folder: Path) -> str:
+    import tomllib
+
+    return tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
 
 
 def installed_closure(names: set[str]) -> set[str]:

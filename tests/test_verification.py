@@ -274,14 +274,14 @@ def test_flags_and_merge():
 @pytest.fixture(scope="module")
 def demo_tracer():
     from omnitrace_core import Tracer
-    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.assets import DEFAULT_MODEL_DIR
 
     return Tracer.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
 
 
 def _benchmark_samples(task: str, count: int):
     from omnitrace_core.batch import load_questions, media_bases
-    from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
+    from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR
     from omnitrace_core.evaluation.groundtruth import GroundTruth
     from omnitrace_core.inputs import parse_sample
 

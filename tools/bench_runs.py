@@ -20,7 +20,7 @@ from components.runs import load_run
 from components.runs_view import render_table
 from omnitrace_core import GenerationConfig
 from omnitrace_core.batch import load_questions, media_bases, run_batch
-from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
+from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 
 
 def seed_records(folder: Path, count: int, heads: bool) -> list[bytes]:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from ..batch import load_questions, media_bases
 from ..config import GenerationConfig, SourceConfig
-from ..defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
+from ..assets import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from ..errors import UsageError
 from ..evaluation import runner as R
 from ..evaluation.groundtruth import GroundTruth

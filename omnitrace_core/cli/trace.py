@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..defaults import DEFAULT_MODEL_DIR
+from ..assets import DEFAULT_MODEL_DIR
 from ..batch import load_questions, media_bases, parse_shard, run_batch, shard_from_env, shard_output_path
 from ..config import AUDIO_UNITS, CurationConfig, GenerationConfig, SourceConfig
 from ..curation import list_token_rules

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..defaults import DEFAULT_MODEL_DIR
+from ..assets import DEFAULT_MODEL_DIR
 from ..tasks import TASK_NAMES
 from ..training.train import TrainConfig, train
 from .options import EXIT_OK, report_failure

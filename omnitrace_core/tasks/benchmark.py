@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m omnitrace_core.tasks.benchmark [--out DIR]``: (re)write the frozen benchmark."""
     import argparse
 
-    from ..defaults import DEFAULT_BENCHMARK_DIR
+    from ..assets import DEFAULT_BENCHMARK_DIR
 
     parser = argparse.ArgumentParser(prog="python -m omnitrace_core.tasks.benchmark",
                                      description="Write the known-truth benchmark (same seeds, same bytes).")

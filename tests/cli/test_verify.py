@@ -9,7 +9,7 @@ import pytest
 
 from omnitrace_core import TraceResult
 from omnitrace_core.cli import main
-from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
+from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 
 QUESTIONS = DEFAULT_BENCHMARK_DIR / "test" / "questions.json"
 

@@ -7,7 +7,7 @@ import pytest
 
 from components.samples import DEMO_DATASET, gallery, sample_items
 from components.settings import AppSettings, InputLimits
-from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+from omnitrace_core.assets import DEFAULT_MODEL_DIR
 from omnitrace_core.training.demo_model import CARD_FILENAME
 
 MODALITIES = ((), ("image",), ("audio",), ("video",))

@@ -67,7 +67,7 @@ def test_settings_from_flags_and_environment(monkeypatch):
 
 
 def test_default_model_is_the_bundled_demo_model():
-    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.assets import DEFAULT_MODEL_DIR
     from omnitrace_core.training.demo_model import read_card
 
     if read_card(DEFAULT_MODEL_DIR) is None:
@@ -78,7 +78,7 @@ def test_default_model_is_the_bundled_demo_model():
 
 
 def test_without_the_demo_model_the_default_falls_back_to_the_tiny_one(tiny_model_dir, monkeypatch, tmp_path, caplog):
-    monkeypatch.setattr("omnitrace_core.defaults.DEFAULT_MODEL_DIR", tmp_path / "missing")
+    monkeypatch.setattr("omnitrace_core.assets.DEFAULT_MODEL_DIR", tmp_path / "missing")
     monkeypatch.setattr("components.model_loading.tiny_model_folder", lambda cache_dir=None: tiny_model_dir)
     tracer, name, device = load_tracer(AppSettings())
     assert device == pick_device(None) and name == TINY_MODEL_NAME and tracer.backend.input_device.type == device

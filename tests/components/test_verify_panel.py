@@ -248,7 +248,7 @@ def test_demo_model_verify_finds_the_described_image(ctx):
     is what makes "The first image shows ..." unlikely."""
     from components.samples import gallery, sample_items
     from omnitrace_core import Tracer
-    from omnitrace_core.defaults import DEFAULT_MODEL_DIR
+    from omnitrace_core.assets import DEFAULT_MODEL_DIR
 
     demo = Tracer.from_pretrained(DEFAULT_MODEL_DIR, device="cpu")
     examples = gallery(demo_first=True)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
+from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from omnitrace_core.cli import main
 from omnitrace_core.evaluation import faithfulness as F
 from omnitrace_core.training.demo_model import CARD_FILENAME

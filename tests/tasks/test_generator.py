@@ -125,7 +125,7 @@ def test_media_are_what_the_ground_truth_says():
 def test_the_shipped_benchmark_is_what_the_generator_writes(tmp_path):
     import hashlib
 
-    from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR
+    from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR
     from omnitrace_core.tasks.benchmark import SPLITS as SHIPPED, write_media
 
     manifest = json.loads((DEFAULT_BENCHMARK_DIR / "manifest.json").read_text())

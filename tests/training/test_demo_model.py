@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from omnitrace_core.defaults import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
+from omnitrace_core.assets import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from omnitrace_core.training.demo_model import CARD_FILENAME
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / CARD_FILENAME).is_file(),
