@@ -16,16 +16,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from omnitrace_core import Span, TraceResult
+from omnitrace_core import MODALITIES, Span, TraceResult
 from omnitrace_core.result import ItemInfo
 from omnitrace_core.sources import SourceUnit
 
 from .verification_view import span_verification, verification_payload
 
-MODALITIES = ("text", "image", "audio", "video")
 #: "Behind the curated list" shows at most this many units per sentence (the strongest).
 BEHIND_ROWS = 40
-MODALITY_LABELS = {"text": "text", "image": "image", "audio": "audio", "video": "video"}
 
 
 @dataclass(frozen=True)
@@ -367,7 +365,7 @@ def _inputs_html(items: Sequence[ItemInfo], units: Sequence[Any], media: Mapping
 
 
 def _legend() -> str:
-    return "".join(f'<span class="ot-legend-item"><i class="ot-m-{m}"></i>{MODALITY_LABELS[m]}</span>' for m in MODALITIES)
+    return "".join(f'<span class="ot-legend-item"><i class="ot-m-{m}"></i>{m}</span>' for m in MODALITIES)
 
 
 def render_explorer(result: TraceResult | None, media: Mapping[int, MediaPreview] | None = None, *,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnitrace_core import TraceResult
+from omnitrace_core import MODALITIES, TraceResult
 
 from .compare import Comparison
-from .runs import MODALITIES, Run, mean_mass, task_f1
+from .runs import Run, mean_mass, task_f1
 
 COLOURS = {"text": "#4c78a8", "image": "#f58518", "audio": "#54a24b", "video": "#b279a2", "none": "#9ca3af"}
 

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from omnitrace_core import InputError, TraceResult
+from omnitrace_core import MODALITIES, InputError, TraceResult
 from omnitrace_core.evaluation.groundtruth import GroundTruth, SampleTruth
 from omnitrace_core.evaluation.metrics import mean_prf
 from omnitrace_core.evaluation.outputs import parse_option
@@ -39,7 +39,6 @@ from .compare import jaccard
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
-MODALITIES = ("text", "image", "audio", "video")
 #: Row filters of the table: name -> what it keeps.
 STATUS_FILTERS = ("all", "ok", "error", "unsupported sentences", "answer differs")
 #: Sortable columns: name -> the row attribute sorted on.

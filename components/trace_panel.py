@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from omnitrace_core import (ConfigError, GenerationConfig, InputError, SourceConfig, TraceResult, Tracer,
-                            UnknownNameError, get_signal, list_signals)
+from omnitrace_core import (DEFAULT_SIGNAL, ConfigError, GenerationConfig, InputError, SourceConfig, TraceResult,
+                            Tracer, UnknownNameError, get_signal, list_signals)
 
 from . import alerts
 from .input_checks import check_run
@@ -227,7 +227,7 @@ def build_trace_panel(default_new_tokens: int, limits: InputLimits,
     """Run settings, the Trace / Stop buttons and the status line (events are wired in wire_trace)."""
     with gr.Accordion("Run settings", open=True, elem_classes="ot-settings"):
         signals = list_signals()
-        signal = gr.Dropdown(label="Signal", choices=signals, value="attmean" if "attmean" in signals else signals[0],
+        signal = gr.Dropdown(label="Signal", choices=signals, value=DEFAULT_SIGNAL,
                              elem_id="ot-signal", allow_custom_value=True,
                              info="how each generated token scores the input; type e.g. attmean[4:8] or "
                                   "attmean[heads=0:2] for chosen layers or heads")

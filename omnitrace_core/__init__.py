@@ -14,15 +14,16 @@ from .config import CurationConfig, GenerationConfig, SourceConfig
 from .curation import Span, SpanSource, ablation_configs, curate, list_token_rules, register_token_rule
 from .engine import TraceStep, Tracer
 from .errors import ConfigError, InputError, MediaError, MissingDependencyError, OmniTraceError, UnknownNameError
-from .inputs import AudioItem, ImageItem, Item, Sample, TextItem, VideoItem, parse_sample, sample_keys
+from .inputs import MODALITIES, AudioItem, ImageItem, Item, Sample, TextItem, VideoItem, parse_sample, sample_keys
 from .media import MediaLimits
 from .result import SCHEMA_VERSION, TraceResult
-from .signals import Signal, get_signal, list_signals, register_signal
+from .signals import DEFAULT_SIGNAL, Signal, get_signal, list_signals, register_signal
 
 __all__ = [
-    "AudioItem", "Backend", "ConfigError", "CurationConfig", "GenerationConfig", "ImageItem", "InputError", "Item",
-    "MediaError", "MediaLimits", "MissingDependencyError", "OmniTraceError", "SCHEMA_VERSION", "Sample", "Signal",
-    "SourceConfig", "Span", "SpanSource", "TextItem", "TraceResult", "TraceStep", "Tracer", "UnknownNameError",
-    "VideoItem", "ablation_configs", "curate", "get_signal", "list_backends", "list_signals", "list_token_rules",
-    "load_backend", "parse_sample", "register_backend", "register_signal", "register_token_rule", "sample_keys",
+    "DEFAULT_SIGNAL", "MODALITIES", "SCHEMA_VERSION", "AudioItem", "Backend", "ConfigError", "CurationConfig",
+    "GenerationConfig", "ImageItem", "InputError", "Item", "MediaError", "MediaLimits", "MissingDependencyError",
+    "OmniTraceError", "Sample", "Signal", "SourceConfig", "Span", "SpanSource", "TextItem", "TraceResult", "TraceStep",
+    "Tracer", "UnknownNameError", "VideoItem", "ablation_configs", "curate", "get_signal", "list_backends",
+    "list_signals", "list_token_rules", "load_backend", "parse_sample", "register_backend", "register_signal",
+    "register_token_rule", "sample_keys",
 ]

@@ -51,10 +51,6 @@ class AttentionRecorder:
         self.rows[layer_idx] = probs
         return probs
 
-    def ordered_rows(self) -> list[torch.Tensor]:
-        """The captured rows in layer order; raises if a requested layer never ran."""
-        return self.rows_for(sorted(self.layers))
-
     def rows_for(self, layers: Iterable[int]) -> list[torch.Tensor]:
         """The captured rows of ``layers``, in the order given; raises if one of them never ran."""
         layers = [int(i) for i in layers]
@@ -65,9 +61,6 @@ class AttentionRecorder:
                 f"running the '{CAPTURE_ATTENTION}' attention implementation"
             )
         return [self.rows[i] for i in layers]
-
-    def clear(self) -> None:
-        self.rows.clear()
 
 
 @contextlib.contextmanager

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
-import numpy as np
-
 from .errors import InputError
 
+#: The input modalities, in the order every table and view lists them.
 MODALITIES = ("text", "image", "audio", "video")
 
 
@@ -229,8 +228,3 @@ def parse_sample(
             items.append(TextItem(prompt, is_prompt=True))
     items.extend(items_from_question(question, bases))
     return Sample(key=key, items=tuple(items), raw=raw)
-
-
-def waveform_item(waveform: np.ndarray, sampling_rate: int, name: str = "") -> AudioItem:
-    """An audio item from an in-memory waveform (mono or (channels, samples))."""
-    return AudioItem((np.asarray(waveform), int(sampling_rate)), name=name)

@@ -82,7 +82,7 @@ def test_recorder_rejects_a_layer_that_never_ran():
     with recording(recorder):
         recorder.record(0, torch.ones(2, 5))
     with pytest.raises(RuntimeError, match=r"layers \[1\]"):
-        recorder.ordered_rows()
+        recorder.rows_for([0, 1])
 
 
 def test_capture_is_per_context(tracer, media):
@@ -102,3 +102,26 @@ def test_capture_is_per_context(tracer, media):
         thread.join()
         tracer.trace([TextItem("Hello there.")], generation=GenerationConfig(max_new_tokens=2))
     assert seen_in_thread == [0] and other.rows == {}
+
+
+@pytest.mark.parametrize("signal", ["attmean", "attgrads"])
+def test_no_recorder_stays_active_after_a_run_that_raised(tracer, media, monkeypatch, signal):
+    """A decode step that raises mid-run leaves no recorder behind: later forwards are plain SDPA again."""
+    from omnitrace_core import capture
+
+    steps = []
+    original = tracer.backend.step
+
+    def failing_step(*args, **kwargs):
+        steps.append(capture._ACTIVE_RECORDER.get())
+        if len(steps) == 2:
+            raise RuntimeError("out of memory in step 2")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tracer.backend, "step", failing_step)
+    with pytest.raises(RuntimeError, match="step 2"):
+        tracer.trace(_items(media), signal=signal, generation=GenerationConfig(max_new_tokens=4))
+    assert all(isinstance(r, AttentionRecorder) for r in steps)  # each step ran with its recorder
+    assert capture._ACTIVE_RECORDER.get() is None and torch.is_grad_enabled()
+    monkeypatch.undo()
+    assert len(tracer.trace(_items(media), signal=signal, generation=GenerationConfig(max_new_tokens=2)).tokens) == 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from omnitrace_core import (AudioItem, CurationConfig, GenerationConfig, ImageItem, InputError, MediaError,
-                            SourceConfig, TextItem, TraceResult, VideoItem, register_signal)
+                            SourceConfig, TextItem, TraceResult, VideoItem, list_signals, register_signal)
 from omnitrace_core.capture import CAPTURE_ATTENTION
 from omnitrace_core.signals import Signal
 
@@ -143,8 +143,7 @@ def test_result_round_trips_through_json_and_recurates_without_generation(tracer
     result = tracer.trace(_items(media), generation=GenerationConfig(max_new_tokens=12))
     back = TraceResult.load(result.save(tmp_path / "trace.json"))
     assert back.to_dict() == TraceResult.from_dict(result.to_dict()).to_dict()
-    assert back.text == result.text and back.spans == tuple(back.spans)
-    assert [s.text for s in back.spans] == [s.text for s in result.spans]
+    assert back == result  # the same trace, as saved (scores to 6 decimals)
     # re-curating the loaded trace with the same settings reproduces its spans (JSON keeps 6 decimals)
     again = back.recurate(result.curation)
     for mine, theirs in zip(again.spans, result.spans):
@@ -193,7 +192,12 @@ def test_prompt_is_a_source_only_when_asked(tracer, media):
     assert any(u.item == 0 and u.label == "Answer the question." for u in included.units)
 
 
-def test_user_registered_signal_runs(tracer, media):
+def test_user_registered_signal_runs(tracer, media, monkeypatch):
+    import omnitrace_core.signals.base as registry
+
+    # registered in a copy of the registry, restored afterwards: the test signal must not reach other tests
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
     @register_signal
     class FirstLayerMax(Signal):
         name = "test_first_layer_max"
@@ -206,6 +210,11 @@ def test_user_registered_signal_runs(tracer, media):
 
     result = tracer.trace(_items(media, video=False), signal="test_first_layer_max", generation=GEN)
     assert result.signal == "test_first_layer_max" and result.atom_sum.shape[0] == len(result.tokens)
+    assert "test_first_layer_max" in list_signals()
+
+
+def test_no_test_signal_is_left_registered():
+    assert all(not name.startswith("test_") for name in list_signals())
 
 
 def test_sampling_is_seeded(tracer, media):

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from components.settings import REPO_ROOT, AppSettings
+from omnitrace_core import DEFAULT_SIGNAL
 
 from .browser import chromium_path, launch_chromium
 
@@ -24,7 +25,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def take_screenshot(out: Path, signal: str = "attmean", example: int = 3, width: int = 1440) -> Path:
+def take_screenshot(out: Path, signal: str = DEFAULT_SIGNAL, example: int = 3, width: int = 1440) -> Path:
     """Run row ``example`` of the examples table (on the demo model, 3 is its video example) with ``signal``
     (p_min off), click sentence 1, save ``out``."""
     from playwright.sync_api import sync_playwright
@@ -67,7 +68,7 @@ def take_screenshot(out: Path, signal: str = "attmean", example: int = 3, width:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "explorer.png")
-    parser.add_argument("--signal", default="attmean")
+    parser.add_argument("--signal", default=DEFAULT_SIGNAL)
     parser.add_argument("--example", type=int, default=3)
     args = parser.parse_args()
     print(take_screenshot(args.out, args.signal, args.example))

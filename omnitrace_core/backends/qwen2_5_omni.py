@@ -120,10 +120,6 @@ class Qwen25OmniBackend(HFMultimodalBackend):
                 model_id, enable_audio_output=False, **kwargs).thinker
         return super().load_model(model_id, config, kwargs)
 
-    @property
-    def _audio_window_seconds(self) -> float:
-        return self.audio_window_seconds
-
     def wants_audio_in_video(self, sources: SourceConfig) -> bool:
         return sources.use_audio_in_video
 

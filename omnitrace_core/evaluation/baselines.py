@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from ..config import SourceConfig
-from ..inputs import Item, TextItem
+from ..inputs import MODALITIES, Item, TextItem
 from ..result import TraceResult
-from .scoring import MODALITIES, SamplePrediction, SpanPrediction, Scores
+from .scoring import SamplePrediction, SpanPrediction, Scores
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ units into labels, so methods can be scored against constructed and causal label
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..batch.records import dumps, read_output
+from ..inputs import MODALITIES
 from ..result import TraceResult
 from ..sources import SourceUnit
 from ..verification import ALL, Verifier
@@ -43,7 +43,7 @@ from ..verification.ablation import Removal
 from ..verification.metrics import check_sets, scopes, sentence_check, spearman
 from .groundtruth import GoldSpan, GroundTruth, SampleTruth, SourceRef
 from .metrics import mean_prf, set_f1
-from .scoring import MODALITIES, align, text_units_of
+from .scoring import align, text_units_of
 
 logger = logging.getLogger(__name__)
 
@@ -352,11 +352,3 @@ def check_targets(summary: Mapping[str, Any], validity: Mapping[str, Any] | None
                 checks.append({"check": f"{signal} top-{k} drop ({scope}) above {reference}'s", "value": margin,
                                "target": 0.0, "met": margin > 0, "gap": margin})
     return checks
-
-
-def load_measures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    return {str(r["key"]): r for r in rows}
-
-
-def dump(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

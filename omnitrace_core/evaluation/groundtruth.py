@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import InputError
+from ..inputs import MODALITIES
 
 FORMAT = "omnitrace-ground-truth"
 VERSION = 1
-MODALITIES = ("text", "image", "audio", "video")
 
 
 @dataclass(frozen=True)

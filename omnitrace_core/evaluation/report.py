@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..inputs import MODALITIES
 from .runner import ABLATION_LABELS
-from .scoring import MODALITIES
 
 _HEAD = {"text": "Text F1", "image": "Image F1", "audio": "Audio Time-F1", "video": "Video Time-F1"}
 _BASELINE_NAMES = {"random": "Random", "embedding": "Embedding (model input embeddings)",

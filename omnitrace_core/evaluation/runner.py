@@ -18,13 +18,14 @@ from ..batch import run_batch
 from ..config import CurationConfig, GenerationConfig, SourceConfig
 from ..curation import ablation_configs, list_token_rules
 from ..errors import InputError
+from ..inputs import MODALITIES
 from ..result import TraceResult
 from . import baselines as B
 from .groundtruth import GroundTruth, SampleTruth
 from .metrics import option_consistency
 from .outputs import output_accuracy, parse_option
 from .predictions import from_trace, read_records
-from .scoring import MODALITIES, SamplePrediction, score
+from .scoring import SamplePrediction, score
 
 logger = logging.getLogger(__name__)
 

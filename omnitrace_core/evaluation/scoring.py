@@ -22,11 +22,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..inputs import MODALITIES
 from ..sources import SourceUnit
 from .groundtruth import SampleTruth, SourceRef
 from .metrics import PRF, mean_prf, set_f1, time_f1
 
-MODALITIES = ("text", "image", "audio", "video")
 TIMED = ("audio", "video")
 ALIGNMENTS = ("text", "index")
 

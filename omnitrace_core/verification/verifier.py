@@ -21,7 +21,7 @@ from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem
 from ..sources import SourceSet, build_sources
 from .ablation import Ablator, Removal
 from .forcing import Cost, Scored, Stopped, TeacherForcer, Variant
-from .metrics import Spans, sentence_changed
+from .metrics import Spans, sentence_changed, sentence_sums
 
 _MEDIA = {"image": ImageItem, "audio": AudioItem, "video": VideoItem}
 
@@ -163,7 +163,7 @@ class Verifier:
         """(R, S) drop of each sentence's log-probability under each removal, and (R, S) whether it changes."""
         scored = self.score(removals, on_batch)
         base = self.base
-        drops = np.stack([self._sentence_sums(base.logp - s.logp) for s in scored]) if scored else \
+        drops = np.stack([sentence_sums(base.logp - s.logp, self.spans) for s in scored]) if scored else \
             np.zeros((0, len(self.spans)))
         changed = np.stack([sentence_changed(s.choice, base.choice, self.spans) for s in scored]) if scored else \
             np.zeros((0, len(self.spans)), dtype=bool)
@@ -177,10 +177,7 @@ class Verifier:
 
     def sentence_logp(self) -> np.ndarray:
         """(S,) log-probability of each sentence as generated."""
-        return self._sentence_sums(self.base.logp)
-
-    def _sentence_sums(self, values: np.ndarray) -> np.ndarray:
-        return np.array([values[a:b].sum() for a, b in self.spans], dtype=np.float64)
+        return sentence_sums(self.base.logp, self.spans)
 
     def _stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()

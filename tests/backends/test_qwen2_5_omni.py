@@ -120,7 +120,7 @@ def test_silent_video_beside_sounding_video_keeps_uniform_layout(tracer, media):
 def test_long_audio_is_split_into_encoder_windows(tracer):
     from tests.media_files import tone
 
-    window = tracer.backend._audio_window_seconds
+    window = tracer.backend.audio_window_seconds
     wave = tone(300, window + 2.0)
     prepared = _prepare(tracer, [TextItem("Listen."), AudioItem((wave, 16000))])
     times = prepared.layout.time_start[prepared.layout.positions(L.AUDIO, 1)]

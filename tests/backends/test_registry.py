@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from omnitrace_core import list_backends, load_backend
+from omnitrace_core import Backend, list_backends, load_backend
 from omnitrace_core.backends import backend_for_model_type
 from omnitrace_core.errors import UnknownNameError
 
@@ -18,10 +20,14 @@ FAMILIES = {
 
 
 def test_every_family_is_registered_under_its_model_types():
-    backends = list_backends()
-    for model_type, name in FAMILIES.items():
-        assert backends[model_type] == name
-        assert backend_for_model_type(model_type).name == name
+    assert list_backends() == FAMILIES
+
+
+@pytest.mark.parametrize("model_type", sorted(list_backends()))
+def test_a_registered_backend_is_found_by_its_model_type_and_has_its_tests(model_type):
+    backend = backend_for_model_type(model_type)
+    assert issubclass(backend, Backend) and backend.name == list_backends()[model_type]
+    assert (Path(__file__).parent / f"test_{backend.name}.py").is_file(), "each backend has its test module"
 
 
 def test_an_unsupported_architecture_is_refused_with_the_supported_list(tmp_path):
