@@ -10,7 +10,7 @@ The loops behind ``omnitrace trace`` and ``omnitrace verify``, usable from Pytho
 - :mod:`.verify`: :func:`verify_batch`, adding a verification to every trace of an output.
 """
 
-from .questions import load_questions, media_bases
+from .questions import check_media_root, load_questions, media_bases
 from .records import read_output
 from .settings import run_settings
 from .shards import parse_shard, shard_from_env, shard_output_path
@@ -18,7 +18,7 @@ from .trace import RunInterrupted, RunSummary, run_batch
 from .verify import VerifySummary, items_from_questions, read_traces, verify_batch
 
 __all__ = [
-    "RunInterrupted", "RunSummary", "VerifySummary", "items_from_questions", "load_questions", "media_bases",
-    "parse_shard", "read_output", "read_traces", "run_batch", "run_settings", "shard_from_env", "shard_output_path",
-    "verify_batch",
+    "RunInterrupted", "RunSummary", "VerifySummary", "check_media_root", "items_from_questions", "load_questions",
+    "media_bases", "parse_shard", "read_output", "read_traces", "run_batch", "run_settings", "shard_from_env",
+    "shard_output_path", "verify_batch",
 ]

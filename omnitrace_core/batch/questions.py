@@ -42,6 +42,12 @@ def load_questions(path: str | Path) -> list[Any]:
     return data
 
 
+def check_media_root(media_root: str | Path | None) -> None:
+    """UsageError when ``--media-root`` is given and is not a folder."""
+    if media_root is not None and not Path(media_root).expanduser().is_dir():
+        raise UsageError(f"--media-root '{media_root}' is not a folder")
+
+
 def media_bases(questions: str | Path, media_root: str | Path | None = None) -> list[Path]:
     """Folders relative media paths are looked up in, in order.
 

@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import OmniTraceError
+from ..errors import OmniTraceError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,25 @@ INPUT_FIELDS = ("question", "prompt")
 #: Fields every output record has; a sample's metadata field of the same name is stored as
 #: ``sample_<name>`` instead.
 RECORD_FIELDS = ("key", "id", "status", "settings", "result", "error_type", "error", "traceback")
+
+
+def prepare_output(output: Path, overwrite: bool) -> None:
+    """Make ``output``'s folder (and, with ``overwrite``, empty the file); UsageError when it cannot be written."""
+    if output.is_dir():
+        raise UsageError(f"--output '{output}' is a directory; pass a file path like out.jsonl")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            output.write_bytes(b"")
+    except OSError as exc:
+        raise UsageError(f"output file '{output}' cannot be written ({exc.strerror or exc})") from exc
+
+
+def append_line(handle: Any, line: str) -> None:
+    """Append one serialised record to the open output and fsync it: a killed run loses no finished record."""
+    handle.write(line + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def read_output(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ when some sample is left), so it is driven from Python as well as by ``omnitrace
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from ..engine import Tracer
 from ..errors import InputError, UsageError
 from ..inputs import parse_sample, sample_keys
 from .questions import check_media
-from .records import dumps, error_record, read_output, record_metadata
+from .records import append_line, dumps, error_record, prepare_output, read_output, record_metadata
 from .settings import check_same_settings, run_settings
 
 logger = logging.getLogger(__name__)
@@ -118,14 +117,7 @@ def run_batch(
     mine = [p for p in positions if p % count == index]
     summary = RunSummary(output=output, total=len(mine), shard=(index, count))
 
-    if output.is_dir():
-        raise UsageError(f"--output '{output}' is a directory; pass a file path like out.jsonl")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            output.write_bytes(b"")
-    except OSError as exc:
-        raise UsageError(f"output file '{output}' cannot be written ({exc.strerror or exc})") from exc
+    prepare_output(output, overwrite)
     existing = read_output(output)
     done = {r.get("key") for r in existing if r.get("status") == "ok"}
     loaded = tracer if isinstance(tracer, Tracer) else None
@@ -172,9 +164,7 @@ def run_batch(
                     record = error_record(raw, key, exc, settings)
                     line = dumps(record)
                     result = None
-                handle.write(line + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+                append_line(handle, line)
                 if result is not None:
                     summary.ok += 1
                     summary.tokens += len(result.tokens)

@@ -9,7 +9,6 @@ the output are skipped, errored ones are retried.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import traceback
@@ -23,7 +22,7 @@ from ..inputs import parse_sample, sample_keys
 from ..result import TraceResult
 from ..verification import DEFAULT_THRESHOLD
 from .questions import load_questions, media_bases
-from .records import dumps, free_accelerator_memory, read_output
+from .records import append_line, dumps, free_accelerator_memory, prepare_output, read_output
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +96,7 @@ def verify_batch(tracer: Any, records: Sequence[Mapping[str, Any]], output: str 
     settings = {"mode": mode, "top_k": sorted({int(k) for k in top_k}),
                 "threshold": round(DEFAULT_THRESHOLD if threshold is None else float(threshold), 6)}
     summary = VerifySummary(output=output, total=len(records))
-    if output.is_dir():
-        raise UsageError(f"--output '{output}' is a directory; pass a file path like verified.jsonl")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            output.write_bytes(b"")
-    except OSError as exc:
-        raise UsageError(f"output file '{output}' cannot be written ({exc.strerror or exc})") from exc
+    prepare_output(output, overwrite)
     existing = [r for r in read_output(output) if r.get("status") == "ok"]
     other = [r.get(VERIFY_FIELD) for r in existing if r.get(VERIFY_FIELD) != settings]
     if other:
@@ -149,9 +141,7 @@ def verify_batch(tracer: Any, records: Sequence[Mapping[str, Any]], output: str 
                     summary.errors += 1
                     logger.warning("trace %s not verified: %s: %s", record.get("key"), line["error_type"],
                                    line["error"])
-                handle.write(dumps(line) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+                append_line(handle, dumps(line))
                 bar.set_postfix({"ok": summary.ok, "err": summary.errors, "forwards": summary.forwards}, refresh=False)
                 bar.update(1)
     except KeyboardInterrupt:

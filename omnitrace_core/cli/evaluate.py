@@ -46,7 +46,8 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--benchmark", default=str(DEFAULT_BENCHMARK_DIR), metavar="DIR",
-                      help="benchmark folder with <split>/questions.json and ground_truth.json (default: the bundled one)")
+                      help="benchmark folder with <split>/questions.json and ground_truth.json "
+                           "(default: the bundled one)")
     data.add_argument("--split", default="test", help="split scored (default: test)")
     data.add_argument("--tune-split", default="dev", help="split the baselines' thresholds are tuned on (default: dev)")
     data.add_argument("--questions", metavar="FILE.json", help="score these samples (official format) instead")
@@ -112,7 +113,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         root = Path(args.benchmark)
         if not (root / args.split / QUESTIONS_FILE).is_file():
-            raise UsageError(f"no benchmark split '{args.split}' under '{root}' (expected {args.split}/{QUESTIONS_FILE})")
+            raise UsageError(f"no benchmark split '{args.split}' under '{root}' "
+                             f"(expected {args.split}/{QUESTIONS_FILE})")
         test = _split(args.split, root / args.split / QUESTIONS_FILE, root / args.split / GROUND_TRUTH_FILE, args.limit)
         tune = root / args.tune_split / QUESTIONS_FILE
         dev = _split(args.tune_split, tune, root / args.tune_split / GROUND_TRUTH_FILE, args.limit) \

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..assets import DEFAULT_MODEL_DIR
-from ..batch import load_questions, media_bases, parse_shard, run_batch, shard_from_env, shard_output_path
+from ..batch import (check_media_root, load_questions, media_bases, parse_shard, run_batch, shard_from_env,
+                     shard_output_path)
 from ..config import AUDIO_UNITS, CurationConfig, GenerationConfig, SourceConfig
 from ..curation import list_token_rules
-from ..errors import UsageError
 from ..loading import pick_device
 from ..signals import DEFAULT_SIGNAL, list_signals
 from .options import (EXIT_OK, add_model_options, add_reporting_options, finite_float, positive_int, report_failure,
@@ -186,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
         samples = load_questions(args.questions)
         output = shard_output_path(args.output, *shard)
         bases = media_bases(args.questions, args.media_root)
-        if args.media_root is not None and not Path(args.media_root).expanduser().is_dir():
-            raise UsageError(f"--media-root '{args.media_root}' is not a folder")
+        check_media_root(args.media_root)
 
         def tracer():
             from ..speech import TransformersRecognizer

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..batch import items_from_questions, read_traces, verify_batch
-from ..errors import UsageError
+from ..batch import check_media_root, items_from_questions, read_traces, verify_batch
 from ..verification import MODES
 from .options import (EXIT_OK, add_model_options, add_reporting_options, positive_int, report_failure, top_k,
                       tracer_from_args)
@@ -73,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         ks = top_k(args.top_k)
         records = read_traces(args.traces)
         model = args.model or records[0]["result"].get("model_id")
-        if args.media_root is not None and not Path(args.media_root).expanduser().is_dir():
-            raise UsageError(f"--media-root '{args.media_root}' is not a folder")
+        check_media_root(args.media_root)
         items_for = items_from_questions(args.questions, args.media_root) if args.questions else None
         summary = verify_batch(lambda: tracer_from_args(args, model), records, args.output, mode=args.mode,
                                top_k=ks, threshold=args.threshold, items_for=items_for, media_root=args.media_root,
