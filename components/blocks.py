@@ -29,7 +29,6 @@ from .runs_panel import (build_runs_panel, folder_paths, load_files, loaded_outp
 from .session import Session, close_session, new_session
 from .settings import CSS_DIR, EXAMPLES_DIR, AppSettings
 from .trace_panel import build_trace_panel, make_run_handler, request_run, stop_trace
-from .verification_view import verification_summary
 from .verify_panel import SELECTED_SENTENCE_JS, build_verify_panel, make_verify_handlers
 
 MOUNT_JS = "\notMount(element);\nwatch('value', function () { otMount(element); });\n"
@@ -63,8 +62,7 @@ def select_in_explorer(session: Session, data: dict[str, Any]) -> tuple[Any, str
 
 def _after_run(session: Session):
     table, plot, dropdown = compare_outputs(session)
-    return (token_confidence_figure(session.shown()), table, plot, dropdown, *heads_outputs(session),
-            verification_summary(session.shown()))
+    return (token_confidence_figure(session.shown()), table, plot, dropdown, *heads_outputs(session))
 
 
 def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", device: str = "cpu") -> gr.Blocks:
@@ -91,8 +89,7 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
                                                       value=trace.signal.value, elem_id="ot-view-signal",
                                                       scale=1, min_width=180)
                             with gr.Column(scale=4):
-                                curation = build_curation_panel()
-                        verify = build_verify_panel()
+                                verify, curation = build_verify_panel(build_curation_panel)
                         explorer = gr.HTML(ctx.explorer(Session()), js_on_load=explorer_js() + MOUNT_JS,
                                            elem_id="ot-explorer", padding=False)
                         with gr.Row(equal_height=False):  # side by side: the examples stay in the first view
@@ -130,8 +127,7 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
         model_events = dict(concurrency_limit=settings.concurrency, concurrency_id="model")
         run_inputs = [session, compose.items, *trace.settings]
         after = dict(fn=_after_run, inputs=session, outputs=[token_plot, compare.table, compare.plot, view_signal,
-                                                             heads_unit, heads_map, verify.note],
-                     api_visibility="private")
+                                                             heads_unit, heads_map], api_visibility="private")
         # Trace first marks the run queued (instantly, outside the queue), so that Stop can cancel it before it starts
         queue_run = dict(fn=request_run, inputs=session, outputs=trace.status, queue=False, show_progress="hidden",
                          api_visibility="private")
@@ -142,8 +138,8 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
 
         # Verify runs in the model queue like a trace: marked queued first, so that Stop can cancel it while it waits
         on_verify_one, on_verify_all = make_verify_handlers(tracer, ctx)
-        verify_outputs = [explorer, trace.status, verify.note]
-        verify_events = dict(trigger_mode="once", show_progress_on=verify.note, **model_events)
+        verify_outputs = [explorer, trace.status]
+        verify_events = dict(trigger_mode="once", show_progress_on=trace.status, **model_events)
         verify.one.click(**queue_run).then(on_verify_one, verify.inputs(session, selected=True), verify_outputs,
                                            js=SELECTED_SENTENCE_JS, api_name="verify_sentence", **verify_events)
         verify.every.click(**queue_run).then(on_verify_all, verify.inputs(session, selected=False), verify_outputs,
@@ -158,10 +154,9 @@ def build_app(tracer: Tracer, settings: AppSettings, model_name: str = "", devic
         def on_view(current: Session, signal: str | None):
             if signal and signal in current.results:
                 current.view_signal = signal
-            return ctx.explorer(current), token_confidence_figure(current.shown()), verification_summary(current.shown())
+            return ctx.explorer(current), token_confidence_figure(current.shown())
 
-        view_signal.input(on_view, [session, view_signal], [explorer, token_plot, verify.note],
-                          api_name="view_signal").then(
+        view_signal.input(on_view, [session, view_signal], [explorer, token_plot], api_name="view_signal").then(
             lambda current: heads_outputs(current), session, [heads_unit, heads_map], api_visibility="private")
 
         def on_explorer_click(current: Session, evt: gr.EventData):

@@ -20,7 +20,7 @@ from omnitrace_core import MODALITIES, Span, TraceResult
 from omnitrace_core.result import ItemInfo
 from omnitrace_core.sources import SourceUnit
 
-from .verification_view import span_verification, verification_payload
+from .verification_view import span_verification, verification_payload, verification_summary
 
 #: "Behind the curated list" shows at most this many units per sentence (the strongest).
 BEHIND_ROWS = 40
@@ -393,6 +393,9 @@ def render_explorer(result: TraceResult | None, media: Mapping[int, MediaPreview
         bar = (f'<div class="ot-progress" role="progressbar" aria-valuenow="{100 * progress:.0f}" aria-valuemin="0" '
                f'aria-valuemax="100"><i style="width:{100 * min(1.0, progress):.1f}%"></i></div>')
     head = f'<div class="ot-caption">{esc(caption)}</div>' if caption else ""
+    verified = verification_summary(result) if result is not None else ""
+    if verified:
+        head += f'<div class="ot-caption ot-vcaption">{esc(verified)}</div>'
     streaming = " ot-streaming" if progress is not None else ""
     return (
         f'<div class="ot-root{streaming}" data-payload="{esc(json_for_html(payload))}">'

@@ -128,6 +128,8 @@ class Session:
         run_items: the items of the last generation, as given to the engine (for re-tracing).
         run_settings: signal-independent settings of the last generation (source/generation configs).
         stop: set to end the running generation early, or to cancel a queued one before it starts.
+        stop_reply: held by Stop while it decides what to answer; a verification takes it before it sends its
+            final status, so that Stop's reply cannot arrive after it and overwrite it.
         queued: Trace was pressed and its run has not started yet.
         running: a run of this session is generating or verifying.
         activity: what the running (or last) run does: "trace" or "verify" (Stop's message says what it stops).
@@ -144,6 +146,7 @@ class Session:
     run_items: tuple[Any, ...] = ()
     run_settings: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    stop_reply: threading.Lock = field(default_factory=threading.Lock)
     queued: bool = False
     running: bool = False
     activity: str = "trace"
@@ -180,15 +183,15 @@ class Session:
             return None
         return result if result.curation == self.curation else result.recurate(self.curation)
 
-    def store_verification(self, verification: Any) -> None:
-        """Keep a verification of the shown trace with the shown signal's result (``shown()`` carries it over
-        any re-curation).
+    def store_verification(self, signal: str, verification: Any) -> TraceResult:
+        """Keep a verification with the result of ``signal`` (``shown()`` carries it over any re-curation);
+        returns the stored result.
 
         ``Tracer.verify`` returns what the result held in the same mode merged with what it measured, so
         it replaces the stored one (``with_verification`` would merge it again and count the old cost twice).
         """
-        signal = self.view_signal or ""
         self.results[signal] = replace(self.results[signal], verification=verification)
+        return self.results[signal]
 
     def saved(self) -> Generation:
         """The current generation, to ``restore`` if what replaces it fails."""

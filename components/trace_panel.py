@@ -182,6 +182,7 @@ def leave_queue(session: Session) -> bool:
     return True
 
 
+STOP_SETTLE_S = 2.0  # how long Stop waits for the run to end before it says "Stopping..."
 STOPPING = {"trace": "Stopping after the current token...",
             "verify": "Stopping after the current decoder call: what was measured is kept..."}
 
@@ -190,11 +191,19 @@ def stop_trace(session: Session) -> Any:
     """Cancel a queued run, or end the running generation after its current token (it keeps what it wrote),
     or a running verification after its current decoder call (it keeps what it measured).
 
-    With nothing queued or running, Stop does nothing: it must not cancel the next run.
+    With nothing queued or running, Stop does nothing: it must not cancel the next run. A run that ends
+    within ``STOP_SETTLE_S`` keeps the status line to itself: its own final status (sent by its event) could
+    otherwise arrive before this reply and be overwritten by "Stopping...".
     """
     if session.running:
-        session.stop.set()
-        return status_html("stopped", STOPPING.get(session.activity, STOPPING["trace"]))
+        with session.stop_reply:
+            session.stop.set()
+            deadline = time.monotonic() + STOP_SETTLE_S
+            while session.running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not session.running:
+                return gr.skip()
+            return status_html("stopped", STOPPING.get(session.activity, STOPPING["trace"]))
     if session.queued:
         session.stop.set()
         return status_html("stopped", "Stopping: the queued run will not start.")

@@ -11,7 +11,6 @@ page through the unit list of the explorer's payload, written with ``textContent
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from omnitrace_core import TraceResult
@@ -73,20 +72,17 @@ def verification_payload(result: TraceResult) -> dict[str, Any] | None:
             "top_k": [int(k) for k in v.top_k], "cost": cost, "stopped": bool(v.stopped)}
 
 
-def verification_summary(result: TraceResult | None) -> str:
-    """One line (HTML) on what the shown trace's verification holds, for the Verify row."""
-    if result is None:
-        return '<div class="ot-vnote">Trace an input (or load a trace) to verify it.</div>'
+def verification_summary(result: TraceResult) -> str:
+    """One plain-text line on what ``result``'s verification holds ("" before one): shown under the output's
+    caption, in the app and in the report (callers escape it). Flags count against the current curation."""
     v = result.verification
     if v is None:
-        return ('<div class="ot-vnote">Not verified yet: click a sentence and press <b>Verify sentence</b>, or '
-                '<b>Verify all</b>.</div>')
+        return ""
     flagged = sum(1 for k in range(len(result.spans))
                   if any(v.flags(k, [s.unit for s in result.spans[k].sources]).values()))
-    parts = [f"{len(v.units)} of {len(result.units)} units measured",
+    parts = [f"Verified ({v.mode} mode): {len(v.units)} of {len(result.units)} units measured",
              f"{len(v.sentences)} of {len(result.spans)} sentences checked", f"{flagged} flagged",
              f"{int(v.cost.get('forwards', 0))} forwards, {float(v.cost.get('seconds', 0.0)):.1f} s"]
-    stopped = " (stopped: what was measured is kept)" if v.stopped else ""
-    mode = html.escape(v.mode)  # not explorer_view.esc: explorer_view imports this module
-    return (f'<div class="ot-vnote" data-mode="{mode}"><b>Verified, {mode} mode</b>{html.escape(stopped)}: '
-            f'{html.escape(" · ".join(parts))}.</div>')
+    if v.stopped:
+        parts.append("stopped: what was measured is kept")
+    return " \u00b7 ".join(parts)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import gradio as gr
 
@@ -26,13 +26,13 @@ from .previews import is_within
 from .rendering import ViewContext, status_html
 from .session import Session
 from .trace_panel import gpu_wrap, leave_queue
-from .verification_view import verification_summary
 
 logger = logging.getLogger(__name__)
 
 #: (phase, decoder calls done, decoder calls in the phase)
 Progress = Callable[[str, int, int], None]
 VerifyFn = Callable[..., Verification]
+T = TypeVar("T")
 
 #: The Verify sentence button sends the sentence selected in the page (-1: none) as its last input.
 SELECTED_SENTENCE_JS = """(...args) => {
@@ -81,7 +81,7 @@ def tile_images(result: TraceResult, sentence: int | None) -> list[int]:
 
 
 def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: str, sentence: int | None,
-               tiles: bool, progress: Progress | None = None, stop_capable: bool = True) -> tuple[str, str, str]:
+               tiles: bool, progress: Progress | None = None, stop_capable: bool = True) -> tuple[str, str]:
     """Verify the shown trace: ``sentence`` (its checks; every unit's effect comes with them) or, with None,
     every sentence; with ``tiles``, also the tile heat maps of its images (see :func:`tile_images`).
 
@@ -94,13 +94,13 @@ def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: st
         stop_capable: False where the stop switch cannot reach the model (ZeroGPU's worker process).
 
     Returns:
-        (explorer HTML, status HTML, verification summary HTML).
+        (explorer HTML, status HTML).
 
     Raises:
         InputError / MediaError / ConfigError: nothing to verify, no sentence chosen, inputs not available.
     """
-    def outputs(state: str, message: str, detail: str = "") -> tuple[str, str, str]:
-        return ctx.explorer(session), status_html(state, message, detail), verification_summary(session.shown())
+    def outputs(state: str, message: str, detail: str = "") -> tuple[str, str]:
+        return ctx.explorer(session), status_html(state, message, detail)
 
     if not leave_queue(session):
         return outputs("stopped", "Stopped before it started: nothing was measured.")
@@ -115,11 +115,21 @@ def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: st
         raise InputError("click an output sentence first (Verify sentence verifies the selected one), "
                          "or press Verify all")
     items = verify_items(ctx, session, result)
+    signal, stored = session.view_signal or "", session.results[session.view_signal or ""]
     every = list(range(len(result.spans)))
-    before = result.verification.cost.get("forwards", 0) if result.verification and result.verification.mode == mode else 0
+    held = result.verification if result.verification is not None and result.verification.mode == mode else None
+    before = held.cost.get("forwards", 0) if held is not None else 0
 
     def phase(name: str):
         return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    def keep(v: Verification) -> TraceResult:
+        """Store ``v``; the shown trace (its current curation) now holding it."""
+        nonlocal stored
+        if session.results.get(signal) is not stored:  # a trace run or loaded meanwhile (concurrency over 1)
+            raise InputError("the trace changed while it was verified: the new one is shown, nothing was stored")
+        stored = session.store_verification(signal, v)
+        return replace(result, verification=v)
 
     stop = session.stop if stop_capable else None
     started = time.monotonic()
@@ -128,17 +138,17 @@ def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: st
         what = "every sentence" if sentence is None else f"sentence {sentence + 1}"
         v = verify_fn(result, mode, sentences=None if sentence is None else [sentence], items=items,
                       progress=phase(f"Verifying {what}: unit effects and checks"), stop=stop)
-        session.store_verification(v)
-        for image in (tile_images(session.shown(), sentence) if tiles and not v.stopped else []):
-            label = result.units[image].label
-            v = verify_fn(session.shown(), mode, units="tiles", image=image, sentences=every, items=items,
-                          progress=phase(f"Verifying the tiles of {label}"), stop=stop)
-            session.store_verification(v)
+        result = keep(v)
+        for image in (tile_images(result, sentence) if tiles and not v.stopped else []):
+            v = verify_fn(result, mode, units="tiles", image=image, sentences=every, items=items,
+                          progress=phase(f"Verifying the tiles of {result.units[image].label}"), stop=stop)
+            result = keep(v)
             if v.stopped:
                 break
     finally:
         session.running = False
-        session.stop.clear()
+        with session.stop_reply:  # a Stop pressed meanwhile has answered: the final status below comes after it
+            session.stop.clear()
     forwards = int(v.cost.get("forwards", 0) - before)
     detail = f"{forwards} forwards \u00b7 {time.monotonic() - started:.1f} s \u00b7 {mode} mode"
     if v.stopped:
@@ -161,31 +171,30 @@ class VerifyPanel:
     one: gr.Button
     every: gr.Button
     sentence: gr.Number
-    note: gr.HTML
 
     def inputs(self, session: Any, selected: bool) -> list[Any]:
         """The event inputs of Verify sentence (``selected``: the page's sentence last) and Verify all."""
         return [session, self.mode, self.tiles] + ([self.sentence] if selected else [])
 
 
-def build_verify_panel() -> VerifyPanel:
-    """The Verify row: the removal mode (and the question each answers), the buttons, tile maps, a summary."""
+def build_verify_panel(beside: Callable[[], T]) -> tuple[VerifyPanel, T]:
+    """The Verify controls in two lines: ``beside()`` (the curation accordion), tile maps and the two buttons;
+    then the removal mode, each choice saying what it answers. Returns the panel and what ``beside`` built.
+
+    The run's progress and outcome go to the status line under Trace and Stop; what it measured, to the
+    explorer (a summary line under the output's caption, the rest in the clicked sentence's detail).
+    """
     with gr.Row(equal_height=False, elem_id="ot-verify-row"):
-        mode = gr.Radio([("input: does its content matter?", "input"), ("knockout: does the model read it?",
-                                                                        "knockout")],
-                        value="input", label="Verify: remove each source and measure the sentence's log p",
-                        info="input removes it from the input and re-encodes; knockout blocks attention to it "
-                             "(cheaper). A verification in the other mode replaces the one shown.",
-                        elem_id="ot-verify-mode", scale=3, min_width=300)
-        with gr.Column(scale=2, min_width=240):
-            with gr.Row():
-                one = gr.Button("Verify sentence", elem_id="ot-verify-one", size="sm", min_width=110)
-                every = gr.Button("Verify all", elem_id="ot-verify-all", size="sm", min_width=90)
-            tiles = gr.Checkbox(label="Image tile maps", value=False, elem_id="ot-verify-tiles",
-                                info="one forward per 28x28 tile: slow on large images")
-    note = gr.HTML(verification_summary(None), js_on_load=None, elem_id="ot-verify-note", padding=False)
+        with gr.Column(scale=1, min_width=300):
+            built = beside()
+        tiles = gr.Checkbox(label="Tile maps", value=False, container=False, elem_id="ot-verify-tiles", scale=0,
+                            min_width=100)
+        one = gr.Button("Verify sentence", elem_id="ot-verify-one", size="sm", scale=0, min_width=112)
+        every = gr.Button("Verify all", elem_id="ot-verify-all", size="sm", scale=0, min_width=76)
+    mode = gr.Radio([("input: does its content matter?", "input"), ("knockout: does the model read it?", "knockout")],
+                    value="input", show_label=False, container=False, elem_id="ot-verify-mode")
     sentence = gr.Number(-1, visible=False, precision=0)
-    return VerifyPanel(mode, tiles, one, every, sentence, note)
+    return VerifyPanel(mode, tiles, one, every, sentence), built
 
 
 def make_verify_handlers(tracer: Tracer, ctx: ViewContext) -> tuple[Callable, Callable]:
@@ -209,9 +218,8 @@ def make_verify_handlers(tracer: Tracer, ctx: ViewContext) -> tuple[Callable, Ca
             logger.exception("verification failed")
             title, message = "Verification failed", f"verification failed: {type(exc).__name__}: {exc}"
         # what was measured before the failure stays with the trace
-        yield (ctx.explorer(session), status_html("error", f"{title}: the last measurements that finished are kept.",
-                                                  message),
-               verification_summary(session.shown()))
+        yield ctx.explorer(session), status_html("error", f"{title}: the last measurements that finished are kept.",
+                                                 message)
         raise alerts.error(message, title=title)
 
     def on_one(session: Session, mode: str, tiles: bool, sentence: float | None, progress=gr.Progress()):

@@ -7,7 +7,11 @@
  * tile-effect heat map beside the attention one. Like explorer.js it writes data only with
  * textContent / setAttribute / style properties.
  */
-function otNum(x, digits) { return (x === null || x === undefined) ? '\u2013' : Number(x).toFixed(digits === undefined ? 2 : digits); }
+function otNum(x, digits) {
+  if (x === null || x === undefined) return '\u2013';
+  var text = Number(x).toFixed(digits === undefined ? 2 : digits);
+  return /^-0\.0*$/.test(text) ? text.slice(1) : text;  // no "-0.00"
+}
 
 // What removing a unit does to the sentence, in words: a positive drop lowers its log p.
 function otDropText(drop) {
@@ -21,14 +25,21 @@ function otEffects(ver) {
 }
 
 // Sentences with a flag get a mark in the output (called on every render: Gradio patches the DOM in place).
+var OT_FLAG_NOTE = ' \u00b7 flagged by the verification: click for details';
+
 function otMarkVerified(root, data) {
-  root.querySelectorAll('.ot-sent.ot-vflagged').forEach(function (el) { el.classList.remove('ot-vflagged'); });
+  root.querySelectorAll('.ot-sent').forEach(function (el) {
+    el.classList.remove('ot-vflagged');
+    el.setAttribute('title', (el.getAttribute('title') || '').split(OT_FLAG_NOTE)[0]);
+  });
   if (!data.verification) return;
   data.spans.forEach(function (span) {
     var flags = span.ver && span.ver.flags;
     if (!flags || !(flags.cited_no_effect.length || flags.uncited_strong.length)) return;
     var sent = root.querySelector('.ot-sent[data-span="' + span.index + '"]');
-    if (sent) sent.classList.add('ot-vflagged');
+    if (!sent) return;
+    sent.classList.add('ot-vflagged');
+    sent.setAttribute('title', sent.getAttribute('title') + OT_FLAG_NOTE);
   });
 }
 
@@ -47,7 +58,8 @@ function otEffectBadge(data, span, unit) {
   badge.classList.add(strong ? 'ot-eff-strong' : 'ot-eff-weak');
   badge.setAttribute('data-effect', String(eff.drop));
   badge.textContent = 'effect ' + otNum(eff.drop);
-  badge.setAttribute('title', 'removing it ' + otDropText(eff.drop) + (eff.changed ? '; greedy decoding would no longer write the sentence' : '') +
+  badge.setAttribute('title', 'removing it ' + otDropText(eff.drop) +
+                     (eff.changed ? '; greedy decoding would no longer write the sentence' : '') +
                      (strong ? '' : ' (not a measurable effect: at most ' + otNum(data.verification.threshold) + ')'));
   return badge;
 }
@@ -66,8 +78,11 @@ function otUnitChip(data, u) {
 
 function otFlags(data, ver) {
   var box = otEl('div', 'ot-vflags');
-  var kinds = [['cited_no_effect', 'Cited, no measurable effect:', 'the signal cites it, but removing it does not lower the sentence\u2019s log p by more than the threshold'],
-               ['uncited_strong', 'Not cited, strong effect:', 'removing it lowers the sentence\u2019s log p by more than the threshold, but the signal does not cite it']];
+  var kinds = [
+    ['cited_no_effect', 'Cited, no measurable effect:',
+     'the signal cites it, but removing it does not lower the sentence\u2019s log p by more than the threshold'],
+    ['uncited_strong', 'Not cited, strong effect:',
+     'removing it lowers the sentence\u2019s log p by more than the threshold, but the signal does not cite it']];
   var any = false;
   kinds.forEach(function (k) {
     var units = ver.flags[k[0]] || [];
@@ -92,8 +107,9 @@ function otChecks(data, ver) {
                          (typeof trigger === 'function' ? ': Verify it to check it.' : '.')));
     return box;
   }
-  var items = [['comprehensiveness', check.comp, 'drop when every cited unit is removed (higher: the citation holds what the sentence needs)'],
-               ['sufficiency', check.suff, 'drop when every other unit is removed (lower: the citation alone keeps the sentence likely)']];
+  var items = [
+    ['comprehensiveness', check.comp, 'drop when every cited unit is removed (higher: the citation holds what the sentence needs)'],
+    ['sufficiency', check.suff, 'drop when every other unit is removed (lower: the citation alone keeps the sentence likely)']];
   Object.keys(check.top).forEach(function (k) {
     items.push(['top-' + k + ' drop', check.top[k], 'drop when the ' + k + ' unit(s) the signal ranks highest are removed']);
   });
@@ -108,13 +124,16 @@ function otChecks(data, ver) {
     list.appendChild(pair);
   });
   box.appendChild(list);
-  if (check.stale) box.appendChild(otEl('p', 'ot-sub', 'These checks were made for another citation (the curation changed since): Verify again to redo them.'));
+  if (check.stale) {
+    box.appendChild(otEl('p', 'ot-sub', 'These checks were made for another citation (the curation changed since): ' +
+                         'Verify again to redo them.'));
+  }
   return box;
 }
 
 var OT_BAR_ROWS = 24;  // more units go behind a "more" toggle
 
-function otBarRow(data, span, e, scale, threshold, cited) {
+function otBarRow(data, e, scale, threshold, cited) {
   var unit = data.units[e[0]];
   var row = otEl('div', 'ot-vrow');
   row.setAttribute('data-vunit', String(e[0]));
@@ -144,7 +163,8 @@ function otBarRow(data, span, e, scale, threshold, cited) {
   if (cited[e[0]]) marks.appendChild(otEl('span', 'ot-vcite', 'cited'));
   if (e[2]) marks.appendChild(otEl('span', 'ot-vchanged', 'changes it'));
   row.appendChild(marks);
-  row.setAttribute('title', (unit ? unit.label : 'unit ' + e[0]) + ': removing it ' + otDropText(e[1]) + (e[2] ? '; greedy decoding would write something else' : '') +
+  row.setAttribute('title', (unit ? unit.label : 'unit ' + e[0]) + ': removing it ' + otDropText(e[1]) +
+                   (e[2] ? '; greedy decoding would write something else' : '') +
                    (cited[e[0]] ? ' (cited)' : ''));
   return row;
 }
@@ -163,13 +183,13 @@ function otEffectChart(data, span) {
   var lo = Math.min(0, rows[rows.length - 1][1]), hi = Math.max(threshold, rows[0][1]);
   var scale = {zero: -lo / (hi - lo), span: hi - lo};
   var first = otEl('div', 'ot-vrows');
-  rows.slice(0, OT_BAR_ROWS).forEach(function (e) { first.appendChild(otBarRow(data, span, e, scale, threshold, cited)); });
+  rows.slice(0, OT_BAR_ROWS).forEach(function (e) { first.appendChild(otBarRow(data, e, scale, threshold, cited)); });
   box.appendChild(first);
   if (rows.length > OT_BAR_ROWS) {
     var more = otEl('details', 'ot-vmore');
     more.appendChild(otEl('summary', null, (rows.length - OT_BAR_ROWS) + ' weaker unit(s)'));
     var rest = otEl('div', 'ot-vrows');
-    rows.slice(OT_BAR_ROWS).forEach(function (e) { rest.appendChild(otBarRow(data, span, e, scale, threshold, cited)); });
+    rows.slice(OT_BAR_ROWS).forEach(function (e) { rest.appendChild(otBarRow(data, e, scale, threshold, cited)); });
     more.appendChild(rest);
     box.appendChild(more);
   }
@@ -216,15 +236,20 @@ function otTileMaps(root, data, span) {
     var src = span.sources.filter(function (s) { return s.unit === map.unit && s.tiles; })[0];
     var row = otEl('div', 'ot-vfigs');
     row.appendChild(otTilePanel(root, map.item, map.grid, src ? 'attention (' + data.signal + ')' : 'attention: not cited',
-                                function (tile, k) { if (src && k < src.tiles.length) tile.style.setProperty('--ot-h', String(src.tiles[k])); }));
+                                function (tile, k) {
+                                  if (src && k < src.tiles.length) tile.style.setProperty('--ot-h', String(src.tiles[k]));
+                                }));
     var peak = 0;
     map.effects.forEach(function (e) { peak = Math.max(peak, Math.abs(e)); });
+    // full colour at the peak, or at the strong-effect threshold when no tile reaches it: a map of
+    // negligible drops stays faint
+    var full = Math.max(peak, data.verification.threshold);
     var cols = map.grid[1];
     row.appendChild(otTilePanel(root, map.item, map.grid, 'measured effect (peak ' + otNum(peak) + ' nats)', function (tile, k) {
       var e = map.effects[k];
       tile.classList.add('ot-vtile');
       tile.setAttribute('data-v', String(e));
-      tile.style.setProperty(e < 0 ? '--ot-neg' : '--ot-pos', String(peak > 0 ? Math.abs(e) / peak : 0));
+      tile.style.setProperty(e < 0 ? '--ot-neg' : '--ot-pos', String(Math.abs(e) / full));
       if (map.changed[k]) tile.classList.add('ot-vtile-changed');
       tile.setAttribute('title', 'tile ' + (Math.floor(k / cols) + 1) + ',' + (k % cols + 1) + ': removing it ' + otDropText(e) +
                         (map.changed[k] ? '; the sentence changes' : ''));
@@ -241,14 +266,15 @@ function otVerifySection(root, data, span) {
   var v = data.verification;
   if (!v || !span.ver) {
     if (typeof trigger === 'function') {
-      box.appendChild(otEl('p', 'ot-sub', 'Not verified yet: Verify sentence (above the explorer) measures what removing each source does to this sentence.'));
+      box.appendChild(otEl('p', 'ot-sub', 'Not verified yet: Verify sentence (above the explorer) measures what ' +
+                           'removing each source does to this sentence.'));
     }
     return box;
   }
   var head = otEl('div', 'ot-dhead');
   head.appendChild(otEl('h4', null, 'Verification (' + v.mode + ' mode)'));
-  head.appendChild(otEl('span', 'ot-conf', 'log p ' + otNum(span.ver.logp) + ' \u00b7 ' + v.units + ' of ' + v.of + ' units measured' +
-                        (v.stopped ? ' \u00b7 stopped' : '')));
+  head.appendChild(otEl('span', 'ot-conf', 'log p ' + otNum(span.ver.logp) + ' \u00b7 ' + v.units + ' of ' + v.of +
+                        ' units measured' + (v.stopped ? ' \u00b7 stopped' : '')));
   box.appendChild(head);
   box.appendChild(otEl('p', 'ot-sub ot-vquestion', v.question));
   box.appendChild(otFlags(data, span.ver));

@@ -7,6 +7,7 @@ import html
 import json
 import re
 import shutil
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def verify(tracer, ctx, session, mode="input", sentence=0, tiles=False, progress
 @pytest.mark.parametrize("mode", ["input", "knockout"])
 def test_verify_sentence_gives_the_api_numbers_and_shows_them(tracer, ctx, session, mode):
     calls = []
-    explorer, status, note = verify(tracer, ctx, session, mode, 0, progress=lambda *a: calls.append(a))
+    explorer, status = verify(tracer, ctx, session, mode, 0, progress=lambda *a: calls.append(a))
     shown = session.shown()
     v = shown.verification
     api = tracer.verify(shown, mode, sentences=[0], items=list(session.run_items))  # reuses what is stored
@@ -84,7 +85,8 @@ def test_verify_sentence_gives_the_api_numbers_and_shows_them(tracer, ctx, sessi
     assert api.cost["forwards"] == v.cost["forwards"]  # nothing was left to measure
     assert calls[-1][1] == calls[-1][2] > 0 and "sentence 1" in calls[-1][0]  # progress after every decoder call
     assert 'data-state="done"' in status and "Verified sentence 1" in status
-    assert f"Verified, {mode} mode" in note and "1 of 2 sentences checked" in note
+    summary = f"Verified ({mode} mode): 11 of 11 units measured \u00b7 1 of 2 sentences checked"
+    assert summary in verification_summary(shown) and html.escape(summary) in explorer  # under the output's caption
     # the page carries the same numbers, the flags against the shown citation, the mode's question
     page = payload(explorer)
     assert page["verification"]["mode"] == mode and page["verification"]["units"] == 11
@@ -113,7 +115,7 @@ def test_the_next_sentence_needs_only_its_checks(tracer, ctx, session):
 
 def test_verify_all_with_tile_maps_reaches_the_json_and_the_report(tracer, ctx, session, tmp_path):
     calls = []
-    explorer, status, _ = verify(tracer, ctx, session, "input", None, tiles=True, progress=lambda *a: calls.append(a))
+    explorer, status = verify(tracer, ctx, session, "input", None, tiles=True, progress=lambda *a: calls.append(a))
     shown = session.shown()
     v = shown.verification
     image = next(u.index for u in shown.units if u.modality == "image")
@@ -137,16 +139,22 @@ def test_verify_all_with_tile_maps_reaches_the_json_and_the_report(tracer, ctx, 
 
 
 def test_stop_midway_keeps_what_was_measured(tracer, ctx, session):
+    replies, pressed = [], []
+
     def press_stop(phase, done, total):
-        if 0 < done < total:  # after the first decoder call of the unit effects
-            stop_trace(session)
+        if 0 < done < total and not pressed:  # after the first decoder call of the unit effects
+            pressed.append(threading.Thread(target=lambda: replies.append(stop_trace(session))))
+            pressed[0].start()  # Stop, pressed in the page while the verification runs
+            assert session.stop.wait(5)
 
     request_run(session)
-    _, status, note = verify(tracer, ctx, session, "knockout", None, tiles=True, progress=press_stop)
+    explorer, status = verify(tracer, ctx, session, "knockout", None, tiles=True, progress=press_stop)
+    pressed[0].join()
+    assert replies == [gr.skip()]  # the run ended at once: its own final status stays on the status line
     v = session.shown().verification
     assert v.stopped and 0 < len(v.units) < 11 and not v.tiles
     assert 'data-state="stopped"' in status and f"{len(v.units)} of 11 units" in status
-    assert "stopped: what was measured is kept" in note
+    assert "stopped: what was measured is kept" in explorer
     assert not session.running and not session.stop.is_set()
     full = tracer.verify(replace(session.shown(), verification=None), "knockout", units=list(v.units),
                          checks=False, items=list(session.run_items))
@@ -156,13 +164,14 @@ def test_stop_midway_keeps_what_was_measured(tracer, ctx, session):
     verify(tracer, ctx, session, "knockout", None, progress=lambda phase, done, total: calls.append(total))
     again = session.shown().verification
     assert not again.stopped and again.units == tuple(range(11))
-    assert calls[-1] <= 11 - len(v.units) + 3 * 2 * 3  # the rest, and the checks of two sentences (scopes all, text, image)
+    # the rest, and the checks of two sentences (scopes: all, text, image)
+    assert calls[-1] <= 11 - len(v.units) + 3 * 2 * 3
 
 
 def test_stop_pressed_while_verify_waits_cancels_it(tracer, ctx, session):
     request_run(session)
     assert "will not start" in stop_trace(session)
-    _, status, _ = verify(tracer, ctx, session, "input", 0)
+    _, status = verify(tracer, ctx, session, "input", 0)
     assert "Stopped before it started" in status and session.shown().verification is None
     assert not session.stop.is_set()
 
@@ -175,14 +184,14 @@ def test_a_failure_keeps_the_last_good_verification(tracer, ctx, session, image)
     shutil.move(image, moved)  # the upload is gone: re-encoding the input fails
     try:
         outputs = on_one(session, "input", False, 1, gr.Progress())
-        explorer, status, note = next(outputs)
+        explorer, status = next(outputs)
         with pytest.raises(gr.Error, match="kite.png"):
             next(outputs)
     finally:
         shutil.move(moved, image)
     assert session.shown().verification == before
     assert 'data-state="error"' in status and "last measurements that finished are kept" in status
-    assert payload(explorer)["spans"][0]["ver"]["check"] is not None and "1 of 2 sentences checked" in note
+    assert payload(explorer)["spans"][0]["ver"]["check"] is not None and "1 of 2 sentences checked" in explorer
     assert not session.running
 
 
@@ -222,7 +231,7 @@ def test_a_loaded_verification_is_shown_and_checked(tracer, ctx, session, tmp_pa
     load_trace(loaded, str(path))
     page = payload(ctx.explorer(loaded))
     assert page["verification"]["checked"] == 2 and page["spans"][1]["ver"]["tiles"]
-    assert "Verified, input mode" in verification_summary(loaded.shown())
+    assert "Verified (input mode)" in verification_summary(loaded.shown())
     data = json.loads(path.read_text())
     data["verification"]["tiles"][0]["grid"] = [1, 4]  # four tiles, but not the image's 2x2
     path.write_text(json.dumps(data))
@@ -265,3 +274,17 @@ def test_demo_model_verify_finds_the_described_image(ctx):
     first = next(u.index for u in result.units if u.item == 1)
     assert v.strong(0) == (first,) and v.changed[0, v.units.index(first)]
     assert v.tile_map(0, first) is not None  # the sentence depends on it: its tile map is measured
+
+
+def test_a_trace_replaced_while_verifying_gets_nothing(tracer, ctx, session):
+    """With a concurrency over 1, a trace loaded (or run) in the same page meanwhile must not receive
+    another trace's verification."""
+    other = replace(session.shown(), text=session.shown().text)  # an equal but distinct trace, loaded meanwhile
+
+    def load_meanwhile(phase, done, total):
+        if done == 0:
+            session.adopt(other)
+
+    with pytest.raises(InputError, match="the trace changed while it was verified"):
+        verify(tracer, ctx, session, "knockout", 0, progress=load_meanwhile)
+    assert session.shown().verification is None and not session.running
