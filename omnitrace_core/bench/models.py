@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from ..backends.qwen2_5_omni import Qwen25OmniBackend
-from ..testing.tiny_qwen2_5_omni import TinyOmniSpec, build_config, build_processor, train_tokenizer
+from ..testing.tiny_qwen2_5_omni import TinyOmniSpec, build_config, build_processor
+from ..testing.tiny_tokenizer import train_tokenizer
 
 
 @dataclass(frozen=True)

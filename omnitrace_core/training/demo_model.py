@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..testing.tiny_qwen2_5_omni import CHAT_TEMPLATE, DEFAULT_CORPUS, TinyOmniSpec
+from ..testing.tiny_qwen2_5_omni import TinyOmniSpec
+from ..testing.tiny_tokenizer import CHAT_TEMPLATE, DEFAULT_CORPUS
 
 #: Name of the JSON file in the model folder that records how it was built and trained.
 CARD_FILENAME = "omnitrace_demo_model.json"
@@ -71,7 +72,7 @@ def tokenizer_corpus(spec: DemoSpec) -> Iterator[str]:
 
 
 def build_tokenizer(spec: DemoSpec):
-    from ..testing.tiny_qwen2_5_omni import train_tokenizer
+    from ..testing.tiny_tokenizer import train_tokenizer
 
     return train_tokenizer(list(tokenizer_corpus(spec)), vocab_size=spec.model.vocab_size)
 
@@ -96,7 +97,8 @@ def build_model(tokenizer, spec: DemoSpec):
     import torch
     from transformers import GenerationConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
-    from ..testing.tiny_qwen2_5_omni import GENERATION_EOS_TOKENS, PAD_TOKEN, build_config
+    from ..testing.tiny_qwen2_5_omni import build_config
+    from ..testing.tiny_tokenizer import GENERATION_EOS_TOKENS, PAD_TOKEN
 
     config = build_config(tokenizer, spec.model)
     config.audio_config.n_window = AUDIO_ENCODER_WINDOW

@@ -17,7 +17,7 @@ import torch
 
 from omnitrace_core import GenerationConfig, SourceConfig, Tracer
 from omnitrace_core import layout as L
-from omnitrace_core.testing.tiny_qwen2_5_omni import DEFAULT_CORPUS
+from omnitrace_core.testing.tiny_tokenizer import DEFAULT_CORPUS
 from omnitrace_core.capture import CAPTURE_ATTENTION
 
 GEN = GenerationConfig(max_new_tokens=3, min_new_tokens=3)

@@ -24,16 +24,8 @@ from transformers import (
     Qwen2_5OmniThinkerForConditionalGeneration,
 )
 
-from omnitrace_core.testing.tiny_qwen2_5_omni import (
-    ADDED_TOKENS,
-    CHAT_TEMPLATE,
-    DEFAULT_CORPUS,
-    SPEC_FILENAME,
-    TinyOmniSpec,
-    build_config,
-    build_tiny_qwen2_5_omni,
-    train_tokenizer,
-)
+from omnitrace_core.testing.tiny_qwen2_5_omni import SPEC_FILENAME, TinyOmniSpec, build_config, build_tiny_qwen2_5_omni
+from omnitrace_core.testing.tiny_tokenizer import ADDED_TOKENS, CHAT_TEMPLATE, DEFAULT_CORPUS, train_tokenizer
 
 SAMPLING_RATE = 16000
 VIDEO_FPS = 2.0
