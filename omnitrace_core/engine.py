@@ -30,8 +30,10 @@ from .media import MediaLimits
 from .nlp import segment_generation
 from .prompt_length import audio_token_floor, check_prompt_length, max_positions, prompt_inputs
 from .result import SAVED_DECIMALS, GeneratedToken, ItemInfo, TraceResult
+from .sampling import TokenChoice
 from .signals import DEFAULT_SIGNAL, Signal, get_signal
 from .sources import SourceSet, build_sources
+from .sources.reduce import AtomReducer, HeadReducer
 from .speech import ItemSegments, Recognizer, TransformersRecognizer, plan_units, resolve_segments
 from .verification import Verification
 
@@ -66,50 +68,6 @@ class TraceStep:
     logprob: float | None = None
 
 
-class _Choice:
-    """Next-token choice under a GenerationConfig (greedy, or sampling with warpers)."""
-
-    def __init__(self, config: GenerationConfig, device: torch.device, eos: frozenset[int]) -> None:
-        from transformers import (NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
-
-        self.config = config
-        self.eos = sorted(eos)
-        self.processors = []
-        if config.repetition_penalty != 1.0:
-            self.processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
-        if config.no_repeat_ngram_size:
-            self.processors.append(NoRepeatNGramLogitsProcessor(config.no_repeat_ngram_size))
-        self.warpers = []
-        if config.do_sample:
-            if config.temperature != 1.0:
-                self.warpers.append(TemperatureLogitsWarper(config.temperature))
-            if config.top_k:
-                self.warpers.append(TopKLogitsWarper(config.top_k))
-            if config.top_p < 1.0:
-                self.warpers.append(TopPLogitsWarper(config.top_p))
-        self.generator = None
-        if config.do_sample and config.seed is not None:
-            self.generator = torch.Generator(device=device).manual_seed(config.seed)
-
-    def __call__(self, logits: torch.Tensor, generated: list[int]) -> int:
-        scores = logits.detach().float()[None]
-        if len(generated) < self.config.min_new_tokens and self.eos:
-            scores[:, self.eos] = float("-inf")
-        if generated:
-            # only the generated tokens count: penalising prompt words garbles answers
-            ids = torch.tensor([generated], device=scores.device)
-            for proc in self.processors:
-                scores = proc(ids, scores)
-        if not self.config.do_sample:
-            return int(scores.argmax(-1))
-        ids = torch.tensor([generated], device=scores.device, dtype=torch.long)
-        for warp in self.warpers:
-            scores = warp(ids, scores)
-        probs = torch.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
-
-
 @dataclass
 class _Step:
     """What one decode step produced: the token, its scores, how the model rated it, its head masses."""
@@ -129,47 +87,6 @@ class _Decoded:
     ids: list[int] = field(default_factory=list)
     offsets: list[tuple[int, int]] = field(default_factory=list)
     steps: list[_Step] = field(default_factory=list)
-
-
-class _HeadReducer:
-    """Reduce a step's attention rows to each layer's and head's mass on each source unit, on device."""
-
-    def __init__(self, sources: SourceSet, prompt_length: int, device: torch.device, layers: Sequence[int]) -> None:
-        self.units = len(sources.units)
-        position_atom = np.asarray(sources.position_atom)
-        unit = np.where(position_atom >= 0, np.asarray(sources.atom_unit)[np.maximum(position_atom, 0)], self.units)
-        self.index = torch.as_tensor(unit, dtype=torch.long, device=device)
-        self.length = prompt_length
-        self.device = device
-        self.layers = tuple(layers)
-
-    def __call__(self, rows: Sequence[torch.Tensor]) -> np.ndarray:
-        """rows: per layer (heads, context) -> (layers, heads, U) float32 on the host."""
-        out = torch.zeros(len(rows), rows[0].shape[0], self.units + 1, device=self.device)
-        for k, row in enumerate(rows):
-            out[k].index_add_(1, self.index, row.detach()[:, : self.length].to(self.device, torch.float32))
-        return out[:, :, : self.units].cpu().numpy()
-
-
-class _Reducer:
-    """Reduce a step's scores over the context to per-atom sums and maxima, on device."""
-
-    def __init__(self, sources: SourceSet, prompt_length: int, device: torch.device) -> None:
-        self.atoms = sources.num_atoms
-        index = torch.as_tensor(sources.position_atom, dtype=torch.long)
-        self.index = torch.where(index < 0, torch.full_like(index, self.atoms), index).to(device)
-        self.length = prompt_length
-        self.device = device
-
-    def __call__(self, scores: torch.Tensor) -> np.ndarray:
-        """scores (context,) -> host array [atom_sum (A), atom_max (A), outside (1)]."""
-        scores = scores.to(self.device, torch.float32)
-        prompt = scores[: self.length]
-        sums = torch.zeros(self.atoms + 1, device=self.device).index_add_(0, self.index, prompt)
-        maxima = torch.zeros(self.atoms + 1, device=self.device).scatter_reduce_(
-            0, self.index, prompt, reduce="amax", include_self=True)
-        outside = scores.sum() - sums[: self.atoms].sum()
-        return torch.cat([sums[: self.atoms], maxima[: self.atoms], outside[None]]).cpu().numpy()
 
 
 class Tracer:
@@ -317,10 +234,10 @@ class Tracer:
         t_prepared = time.perf_counter()
 
         device = backend.input_device
-        reducer = _Reducer(source_set, prepared.length, device)
-        head_reducer = _HeadReducer(source_set, prepared.length, device, backend.attention_layers) if heads else None
+        reducer = AtomReducer(source_set, prepared.length, device)
+        head_reducer = HeadReducer(source_set, prepared.length, device, backend.attention_layers) if heads else None
         eos = backend.eos_token_ids
-        choose = _Choice(gen, device, eos)
+        choose = TokenChoice(gen, device, eos)
         cache = backend.prefill(prepared)
         t_prefilled = time.perf_counter()
 
@@ -394,8 +311,8 @@ class Tracer:
             return self._recognizers[config.asr_model]
 
     def _decode_step(self, prepared, signal_obj: Signal, layers, token: int, position: int, cache: Any,
-                     reducer: _Reducer, choose: _Choice, generated: list[int], *, forced: int | None = None,
-                     head_reducer: _HeadReducer | None = None) -> _Step:
+                     reducer: AtomReducer, choose: TokenChoice, generated: list[int], *, forced: int | None = None,
+                     head_reducer: HeadReducer | None = None) -> _Step:
         """One decode step: the next token (``forced``, or the choice under the generation settings),
         how the model rates it, its signal scores and, with ``head_reducer``, its head masses."""
         captured = set(layers) | set(head_reducer.layers if head_reducer is not None else ())
