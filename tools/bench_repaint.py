@@ -81,29 +81,38 @@ def build_trace(tracer: Tracer, sentences: int = 50, units: int = 30, seed: int 
     return trace_with_sources(base, plan)
 
 
-def measure(result: TraceResult, rounds: int = 3) -> RepaintFigures:
-    """Open the report of ``result`` in headless Chromium and time every sentence click."""
-    from playwright.sync_api import sync_playwright
+def measure(result: TraceResult, rounds: int = 3, browser=None) -> RepaintFigures:
+    """Open the report of ``result`` in headless Chromium and time every sentence click.
 
+    ``browser``: an open playwright browser to use (a test session's shared one); without it one is
+    launched and closed here.
+    """
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = launch_chromium(pw)
+            try:
+                return measure(result, rounds, own)
+            finally:
+                own.close()
     previews = PreviewCache([EXAMPLES_DIR], file_url=None).for_result(result)
     with tempfile.TemporaryDirectory() as folder:
         page_path = Path(folder) / "report.html"
         page_path.write_text(render_report(result, previews), encoding="utf-8")
-        with sync_playwright() as pw:
-            browser = launch_chromium(pw)
-            try:
-                page = browser.new_page(viewport={"width": 1440, "height": 1000})
-                page.goto(page_path.as_uri())
-                page.wait_for_selector(".ot-sent[data-span]")
-                page.evaluate(_CLICK_JS, 0)  # warm-up: first layout, JIT
-                times, lit = [], True
-                for _ in range(rounds):
-                    for span in result.spans:
-                        ms, selected, sources_lit = page.evaluate(_CLICK_JS, span.index)
-                        times.append(ms)
-                        lit &= selected and (sources_lit > 0 or not span.sources)
-            finally:
-                browser.close()
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            page.goto(page_path.as_uri())
+            page.wait_for_selector(".ot-sent[data-span]")
+            page.evaluate(_CLICK_JS, 0)  # warm-up: first layout, JIT
+            times, lit = [], True
+            for _ in range(rounds):
+                for span in result.spans:
+                    ms, selected, sources_lit = page.evaluate(_CLICK_JS, span.index)
+                    times.append(ms)
+                    lit &= selected and (sources_lit > 0 or not span.sources)
+        finally:
+            page.close()
     times.sort()
     return RepaintFigures(sentences=len(result.spans), units=len(result.units), clicks=len(times),
                           median_ms=statistics.median(times), p95_ms=times[int(0.95 * (len(times) - 1))],

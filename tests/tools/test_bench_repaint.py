@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tools.bench_repaint import build_trace, measure
-from tests.components.app_harness import require_chromium
+from tests.components.app_harness import shared_browser
 
 
 def test_build_trace_has_the_requested_shape(tracer):
@@ -17,9 +17,9 @@ def test_build_trace_has_the_requested_shape(tracer):
 
 
 @pytest.mark.browser
-def test_every_click_lights_its_sentence_and_sources(tracer):
-    require_chromium()
-    figures = measure(build_trace(tracer, sentences=8, units=20), rounds=1)
+def test_every_click_lights_its_sentence_and_sources(tracer, request):
+    # the session's one browser: a second sync playwright cannot start while that one is open
+    figures = measure(build_trace(tracer, sentences=8, units=20), rounds=1, browser=shared_browser(request))
     assert figures.all_lit and figures.clicks == 8 and figures.sentences == 8
     assert 0 < figures.median_ms <= figures.p95_ms <= figures.max_ms
     assert "| 8 | 20 | 8 |" in figures.table()
