@@ -16,7 +16,14 @@ the answer loss, make the needed features appear early:
   note); which output sentence an answer token is in; what a note's fact states (name, colour,
   thing) on its last word and full stop, where all of it has been read; an option line's letter on its words; the token
   before every text token; and, where the letter of a QA answer is decided, the option word the
-  answer has just stated.
+  answer has just stated;
+- on the first decoder layer's output too, the same colour, shape and sound probes as on the
+  embeddings (what a media token shows, what a word names), and, at the *answer slot* of a QA
+  answer (the position that predicts its answer word), the colour, shape, sound or second that
+  the answer named before it ("The blue object is a" -> blue): the slot then carries the key of
+  its look-up in the same directions as the media tokens that show it, where the next layer's
+  queries and keys read both. Without it the look-ups keyed by a colour, a sound or a time formed
+  late or never (only the shape-keyed one did, whose key word comes right before the slot).
 
 These shape what each position *contains*; which positions the model attends to when it
 generates is learned only from the answer loss, so the attention that OmniTrace reads is the
@@ -35,9 +42,12 @@ from ..tasks.families import COLOUR_NAMES, LETTERS, NAMES, THINGS
 #: target -> number of classes (0: the vocabulary size).
 CLASSES = {"colour": 1 + len(synth.COLOURS), "shape": 1 + len(synth.SHAPES), "sound": 1 + len(synth.SOUNDS),
            "second": 10, "index": 6, "sentence": 8, "fact_name": len(NAMES), "fact_colour": len(COLOUR_NAMES),
-           "fact_thing": len(THINGS), "letter": len(LETTERS), "previous": 0, "recall": 0}
+           "fact_thing": len(THINGS), "letter": len(LETTERS), "previous": 0, "recall": 0,
+           "colour_l1": 1 + len(synth.COLOURS), "shape_l1": 1 + len(synth.SHAPES), "sound_l1": 1 + len(synth.SOUNDS)}
 #: targets read from the input embeddings; the others from the first decoder layer's output.
 ON_EMBEDDINGS = ("colour", "shape", "sound")
+#: first-layer twins of the embedding probes (same targets, plus a QA answer's key at its slot)
+KEY_PROBES = {"colour": "colour_l1", "shape": "shape_l1", "sound": "sound_l1"}
 _COLOUR = {c: k + 1 for k, c in enumerate(synth.COLOURS)}
 _SHAPE = {s: k + 1 for k, s in enumerate(synth.SHAPES)}
 _SOUND = {s: k + 1 for k, s in enumerate(synth.SOUNDS)}
@@ -99,7 +109,8 @@ def _text(out: dict[str, torch.Tensor], layout, sample, pos: int, item: int,
             out["fact_thing"][pos] = THINGS.index(thing)
 
 
-def targets(layout, sample, ids: torch.Tensor, answer_offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+def targets(layout, sample, ids: torch.Tensor, answer_offsets: list[tuple[int, int]],
+            answer_keys: bool = True) -> dict[str, torch.Tensor]:
     """Per position of prompt + answer, every auxiliary target (-100 where it does not apply).
 
     Args:
@@ -107,6 +118,7 @@ def targets(layout, sample, ids: torch.Tensor, answer_offsets: list[tuple[int, i
         sample: the generated :class:`~.tasks.TaskSample`.
         ids: (L + T,) prompt and answer token ids (the answer ends with ``<|im_end|>``).
         answer_offsets: character range of each answer token in ``sample.answer`` (T - 1 of them).
+        answer_keys: also set a QA answer's key at its slot (see :func:`_answer_key`).
     """
     n, length = len(ids), len(layout)
     out = {name: torch.full((n,), -100, dtype=torch.long) for name in CLASSES}
@@ -131,22 +143,53 @@ def targets(layout, sample, ids: torch.Tensor, answer_offsets: list[tuple[int, i
     if sample.option is not None:
         letter_at = n - 3  # the answer ends with the letter, "." and <|im_end|>
         out["recall"][letter_at - 1] = ids[letter_at - 5]  # "... red. The answer is" -> red
+    for embedded, first_layer in KEY_PROBES.items():
+        out[first_layer] = out[embedded].clone()
+    if answer_keys and sample.option is not None:
+        _answer_key(out, sample, length, answer_offsets)
     return out
+
+
+def _answer_key(out: dict[str, torch.Tensor], sample, length: int, answer_offsets: list[tuple[int, int]]) -> None:
+    """At the slot that predicts a QA answer's word, the key words its sentence stated before it.
+
+    "The blue object is a square." -> at "a": colour blue; "The sound at second 2 is a hiss." ->
+    second 2; "The number of blue squares is two." -> colour blue and shape square.
+    """
+    content = sample.spans[0].text
+    word_start = content.rstrip(".").rfind(" ") + 1
+    first = next((k for k, (_, hi) in enumerate(answer_offsets) if hi > word_start), None)
+    if not first:
+        return
+    slot = length + first - 1
+    named = {name: torch.full((1,), -100, dtype=torch.long) for name in ("colour", "shape", "sound", "second")}
+    lo = 0
+    for word in content[:word_start].split():
+        at = content.index(word, lo)
+        lo = at + len(word)
+        _word(named, 0, content, at, lo)
+    for name, target in named.items():
+        if int(target) != -100:
+            out[KEY_PROBES.get(name, name)][slot] = int(target)
 
 
 class AuxHeads(torch.nn.Module):
     """Linear probes of the auxiliary targets."""
 
-    def __init__(self, hidden: int, vocab: int) -> None:
+    def __init__(self, hidden: int, vocab: int, key_probes: bool = True) -> None:
         super().__init__()
-        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(hidden, k or vocab) for name, k in CLASSES.items()})
+        names = [name for name in CLASSES if key_probes or name not in KEY_PROBES.values()]
+        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(hidden, CLASSES[name] or vocab) for name in names})
 
     def loss(self, embeds: torch.Tensor, layer1: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sum over targets of the mean cross-entropy where the target applies."""
         total = embeds.new_zeros(())
+        self.last: dict[str, float] = {}  # each target's loss, for the training log
         for name, head in self.heads.items():
             mask = targets[name] != -100
             if mask.any():
                 states = embeds if name in ON_EMBEDDINGS else layer1
-                total = total + torch.nn.functional.cross_entropy(head(states[mask]).float(), targets[name][mask])
+                loss = torch.nn.functional.cross_entropy(head(states[mask]).float(), targets[name][mask])
+                self.last[name] = loss.item()
+                total = total + loss
         return total

@@ -6,8 +6,10 @@ benchmark's vocabulary, and two front-end settings sized for short clips:
 
 - the Whisper feature extractor pads and windows audio at 10 s instead of 300 s (longer audio is
   cut into 10 s windows by the backend, as real checkpoints cut at 300 s);
-- the audio encoder attends over 10 s chunks (``n_window = 500``) instead of 2 s ones, so every
-  audio token of a clip knows its absolute time from the encoder's sinusoidal positions.
+- the audio encoder attends within 2 s windows (``n_window = 100``) as the real checkpoints' does:
+  an audio token carries the sound of its own window only, its encoder position restarts in every
+  window, and absolute time reaches the decoder through M-RoPE (earlier versions attended over
+  10 s, so every token carried the whole clip).
 
 :func:`build_untrained` writes the folder with seeded random weights; :mod:`.train` trains it.
 """
@@ -25,7 +27,6 @@ from ..testing.tiny_tokenizer import CHAT_TEMPLATE, DEFAULT_CORPUS
 #: Name of the JSON file in the model folder that records how it was built and trained.
 CARD_FILENAME = "omnitrace_demo_model.json"
 AUDIO_WINDOW_SECONDS = 10
-AUDIO_ENCODER_WINDOW = 500  # n_window: an encoder chunk is 2 * 500 mel frames = 10 s
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class DemoSpec:
     #: leaves room for matching content regardless of position (8 x 16-dim heads at 1e4 learned the
     #: question-driven look-ups far more slowly in trial runs)
     rope_theta: float = 1000000.0
+    #: the audio encoder's ``n_window``: it attends within chunks of 2 * n_window mel frames (100: 2 s,
+    #: as in the real Qwen2.5-Omni configs)
+    audio_window: int = 100
     tokenizer_seed: int = 7
     tokenizer_samples: int = 1600
 
@@ -101,7 +105,7 @@ def build_model(tokenizer, spec: DemoSpec):
     from ..testing.tiny_tokenizer import GENERATION_EOS_TOKENS, PAD_TOKEN
 
     config = build_config(tokenizer, spec.model)
-    config.audio_config.n_window = AUDIO_ENCODER_WINDOW
+    config.audio_config.n_window = spec.audio_window
     config.text_config.rope_parameters["rope_theta"] = spec.rope_theta
     torch.manual_seed(spec.model.seed)
     model = Qwen2_5OmniThinkerForConditionalGeneration(config)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 SOURCE_CONFIG = SourceConfig()
 _MODEL_INPUTS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
                  "input_features", "feature_attention_mask")
+#: QA question types that a curriculum's first steps leave out: the ones a look-up keyed by a shape,
+#: by a word of the text, or by the only candidate answers (they form first and crowd out the others)
+EASY_QUESTION_TYPES = ("colour of a thing", "colour of a shape", "time of the sound")
+_REDRAW = 10**9  # index offset of a redrawn sample (far past any step * batch size)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class TrainConfig:
     eval_per_task: int = 4
     eval_seed: int = 777
     aux_weight: float = 0.3
+    #: first-layer probes of colour, shape and sound, and a QA answer's key at its slot (aux_targets)
+    key_probes: bool = True
+    #: for this many first steps, QA samples of EASY_QUESTION_TYPES are replaced by harder ones
+    curriculum_steps: int = 4000
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -69,7 +78,7 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------- examples
-def encode(backend, sample, folder: Path) -> dict[str, Any]:
+def encode(backend, sample, folder: Path, answer_keys: bool = True) -> dict[str, Any]:
     """One training example: prompt from ``backend.prepare`` + answer tokens, with labels and positions."""
     items = sample_items(sample, folder)
     try:
@@ -86,7 +95,7 @@ def encode(backend, sample, folder: Path) -> dict[str, Any]:
     later = torch.arange(length, length + len(target)) + int(prepared.extras["rope_delta"])
     positions = prepared.extras["position_ids"].cpu()[:, 0, :]
     ids = torch.cat([prompt, torch.tensor(target)])
-    aux = aux_targets.targets(prepared.layout, sample, ids, list(encoded["offset_mapping"]))
+    aux = aux_targets.targets(prepared.layout, sample, ids, list(encoded["offset_mapping"]), answer_keys)
     return {
         "aux": aux,
         "input_ids": ids,
@@ -141,9 +150,27 @@ class _Batches(torch.utils.data.IterableDataset):
     """Training batches ``start, start + 1, ...`` of the seeded task stream (built in workers)."""
 
     def __init__(self, backend, seed: int, batch_size: int, start: int, stop: int,
-                 schedule: Sequence[Sequence[str]]) -> None:
+                 schedule: Sequence[Sequence[str]], curriculum_steps: int = 0, answer_keys: bool = True) -> None:
         self.backend, self.seed, self.batch_size = backend, seed, batch_size
         self.start, self.stop, self.schedule = start, stop, tuple(tuple(g) for g in schedule)
+        self.curriculum_steps, self.answer_keys = curriculum_steps, answer_keys
+
+    def draw(self, step: int, k: int, group: Sequence[str]) -> Any:
+        """Sample ``k`` of batch ``step``; during the curriculum, never of an easy QA type.
+
+        An easy QA sample is replaced by the first sample of a harder type drawn from the group's
+        QA families in turn (at indices past the stream's, so no sample is drawn twice).
+        """
+        index, family = step * self.batch_size + k, group[k % len(group)]
+        sample = generate(self.seed, index, family)
+        if step >= self.curriculum_steps or sample.question_type not in EASY_QUESTION_TYPES:
+            return sample
+        families = [family] + sorted({f for f in group if f.endswith("_qa")} - {family})
+        for attempt in range(1, 64):
+            sample = generate(self.seed, index + attempt * _REDRAW, families[attempt % len(families)])
+            if sample.question_type not in EASY_QUESTION_TYPES:
+                return sample
+        raise RuntimeError(f"no QA sample of a harder type in the families {families}")
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         torch.set_num_threads(1)
@@ -157,8 +184,8 @@ class _Batches(torch.utils.data.IterableDataset):
                 group = self.schedule[step % len(self.schedule)]
                 examples = []
                 for k in range(self.batch_size):
-                    sample = generate(self.seed, step * self.batch_size + k, group[k % len(group)])
-                    examples.append(encode(self.backend, sample, Path(folder)))
+                    sample = self.draw(step, k, group)
+                    examples.append(encode(self.backend, sample, Path(folder), self.answer_keys))
                 yield collate(examples, pad)
 
 
@@ -219,6 +246,16 @@ def evaluate_outputs(backend, seed: int, per_task: int, tasks: Sequence[str] = T
     return output_accuracy(samples, texts)
 
 
+def _check(backend, config: TrainConfig, tasks: Sequence[str], step: int) -> dict[str, Any]:
+    """A held-out check during training, logged; its record for the card."""
+    report = evaluate_outputs(backend, config.eval_seed, config.eval_per_task, tasks)
+    types = {f"{q['task']}/{q['question_type']}": q["qa_accuracy"] for q in report["question_types"]}
+    logger.info("step %d held-out: %s", step, report["summary"])
+    logger.info("per task: %s", {t: v["exact_outputs"] for t, v in report["tasks"].items()})
+    logger.info("QA per question type: %s", {k: round(v, 2) for k, v in types.items()})
+    return {"step": step, **report["summary"], "question_types": types}
+
+
 def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig = TrainConfig(),
           tasks: Sequence[str] = TASK_NAMES, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Build, train and save the demo model; returns the card written beside the weights.
@@ -235,9 +272,12 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
     backend = _backend_for(model, processor)
     params = sum(p.numel() for p in model.parameters())
     logger.info("demo model: %.2f M parameters, %d tokens", params / 1e6, len(tokenizer))
-    heads = aux_targets.AuxHeads(spec.model.text_hidden, model.config.text_config.vocab_size) if config.aux_weight > 0 else None
+    heads = (aux_targets.AuxHeads(spec.model.text_hidden, model.config.text_config.vocab_size, config.key_probes)
+             if config.aux_weight > 0 else None)
     schedule = batch_schedule(tasks, config.qa_weight)
-    loader = torch.utils.data.DataLoader(_Batches(backend, config.seed, config.batch_size, 0, config.steps, schedule),
+    stream = _Batches(backend, config.seed, config.batch_size, 0, config.steps, schedule, config.curriculum_steps,
+                      config.key_probes)
+    loader = torch.utils.data.DataLoader(stream,
                                          batch_size=None, num_workers=config.workers,
                                          prefetch_factor=6 if config.workers else None,
                                          multiprocessing_context="fork" if config.workers else None)
@@ -271,19 +311,17 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
                         step, config.steps, loss.item(), smooth, aux_loss.item(), config.lr_at(step), elapsed, waited)
             history.append({"step": step, "loss": round(smooth, 5), "aux": round(aux_loss.item(), 4),
                             "seconds": round(elapsed, 1)})
+            if heads is not None and step % 500 == 0:
+                logger.info("aux losses: %s", " ".join(f"{k} {v:.3f}" for k, v in sorted(heads.last.items())))
         if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
-            report = evaluate_outputs(backend, config.eval_seed, config.eval_per_task, tasks)
-            logger.info("step %d held-out: %s", step + 1, report["summary"])
-            logger.info("per task: %s", {t: v["exact_outputs"] for t, v in report["tasks"].items()})
-            evals.append({"step": step + 1, **report["summary"]})
+            evals.append(_check(backend, config, tasks, step + 1))
             if checkpoint is not None:
                 save(Path(checkpoint), model, processor, {"step": step + 1, "checks": evals})
         t_ready = time.perf_counter()
     train_seconds = time.perf_counter() - started
+    del batches, loader  # joins the workers, so that their CPU time is counted below
     if config.eval_per_task:
-        final = evaluate_outputs(backend, config.eval_seed, config.eval_per_task, tasks)
-        logger.info("final held-out (training-time check): %s", final["summary"])
-        evals.append({"step": config.steps, **final["summary"]})
+        evals.append(_check(backend, config, tasks, config.steps))
     model.eval()
     card = {
         "name": "omnitrace-demo-qwen2_5_omni",
@@ -294,6 +332,10 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
         "tasks": list(tasks),
         "batch_schedule": [list(group) for group in schedule],
         "train_seconds": round(train_seconds, 1),
+        # CPU time, which other work on the machine does not inflate as it does the wall time:
+        # the training process and its data-loader workers, each on its own core
+        "train_cpu_seconds": {"main": round(_cpu_seconds(resource.RUSAGE_SELF), 1),
+                              "workers": round(_cpu_seconds(resource.RUSAGE_CHILDREN), 1)},
         "torch_threads": config.threads,
         "loss_history": history,
         "checks": evals,
@@ -301,3 +343,8 @@ def train(out_dir: str | Path, spec: DemoSpec = DemoSpec(), config: TrainConfig 
     }
     save(Path(out_dir), model, processor, card)
     return card
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
