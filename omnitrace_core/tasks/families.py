@@ -16,7 +16,9 @@ Eight task families cover every modality and both task kinds of the OmniTrace pa
 Every expected output sentence carries the sources it states, by construction: a sentence of a
 text item (character range), an image, or a one-second interval of an audio or video item.
 QA answers state the content first, ending with the chosen option's words ("The drum is red."),
-then the letter ("The answer is A."), whose source is the chosen option's line. Distractors are always present: other facts,
+labelled with its evidence and with the question line whose words it copies ("What colour is the
+drum?"), then the letter ("The answer is A."), whose source is the chosen option's line.
+Distractors are always present: other facts,
 other images, other sound events and empty seconds, plus, in some samples, an unrelated item of
 another modality.
 
@@ -112,7 +114,7 @@ class _Builder:
         self.entries.append(Entry(kind, value, meta))
         return len(self.entries)
 
-    def question(self, question: str, options: Sequence[str]) -> tuple[int, dict[str, SourceRef]]:
+    def question(self, question: str, options: Sequence[str]) -> "Question":
         """A question line followed by lettered option lines, as one text item."""
         text = question
         spans = {}
@@ -122,7 +124,16 @@ class _Builder:
             spans[letter] = (len(text), len(text) + len(line))
             text += line
         item = self.add("text", text)
-        return item, {k: SourceRef("text", item, char_start=a, char_end=b) for k, (a, b) in spans.items()}
+        return Question(SourceRef("text", item, char_start=0, char_end=len(question)),
+                        {k: SourceRef("text", item, char_start=a, char_end=b) for k, (a, b) in spans.items()})
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question entry's labels: its question line and each option letter's line."""
+
+    line: SourceRef
+    options: dict[str, SourceRef]
 
 
 def _pick(rng: np.random.Generator, pool: Sequence[Any], k: int) -> list[Any]:
@@ -177,8 +188,11 @@ def _random_image(b: "_Builder", rng: np.random.Generator) -> int:
     return _add_image(b, rng, colour, shape, int(rng.integers(1, 4)))
 
 
-def _answer_spans(content: GoldSpan, letter: str, options: dict[str, SourceRef]) -> list[GoldSpan]:
-    return [content, GoldSpan(f"The answer is {letter}.", (options[letter],))]
+def _answer_spans(content: str, evidence: Sequence[SourceRef], letter: str, question: Question) -> list[GoldSpan]:
+    """A QA output's labels: the content sentence draws on its evidence and on the question line whose
+    words it copies ("What colour is the kite?" -> "The kite is red."); the letter on its option line."""
+    return [GoldSpan(content, (*evidence, question.line)), GoldSpan(f"The answer is {letter}.",
+                                                                     (question.options[letter],))]
 
 
 # ------------------------------------------------------------------------------ text
@@ -198,12 +212,11 @@ def text_qa(rng: np.random.Generator) -> TaskSample:
     fact_ref = SourceRef("text", note, *ranges[sentences.index(facts[target])])
     thing, colour = things[target], colours[target]
     options = _options(rng, colour, colours, COLOUR_NAMES)
-    _, refs = b.question(f"What colour is the {thing}?", options)
+    q = b.question(f"What colour is the {thing}?", options)
     content, correct = f"The {thing} is {colour}.", colour
     letter = LETTERS[options.index(correct)]
-    return TaskSample(0, "text_qa", QA_PROMPT, b.entries,
-                      _answer_spans(GoldSpan(content, (fact_ref,)), letter, refs), letter, refs,
-                      question_type="colour of a thing")
+    return TaskSample(0, "text_qa", QA_PROMPT, b.entries, _answer_spans(content, (fact_ref,), letter, q), letter,
+                      q.options, question_type="colour of a thing")
 
 
 def text_summary(rng: np.random.Generator) -> TaskSample:
@@ -249,22 +262,22 @@ def image_qa(rng: np.random.Generator) -> TaskSample:
     kind = rng.integers(3)
     if kind == 0:
         options = _options(rng, colour, [c[0] for c in contents], COLOUR_NAMES)
-        _, refs = b.question(f"What colour is the {shape}?", options)
+        q = b.question(f"What colour is the {shape}?", options)
         content, letter = f"The {shape} is {colour}.", LETTERS[options.index(colour)]
         asked = "colour of a shape"
     elif kind == 1:
         options = _options(rng, shape, [c[1] for c in contents], synth.SHAPES)
-        _, refs = b.question(f"What shape is the {colour} object?", options)
+        q = b.question(f"What shape is the {colour} object?", options)
         content, letter = f"The {colour} object is a {shape}.", LETTERS[options.index(shape)]
         asked = "shape of a colour"
     else:
         options = [OPTION_COUNTS[i] for i in rng.permutation(4)]
-        _, refs = b.question(f"How many {colour} {_plural(shape)} are there?", options)
+        q = b.question(f"How many {colour} {_plural(shape)} are there?", options)
         content = f"The number of {colour} {_plural(shape)} is {OPTION_COUNTS[count - 1]}."
         letter = LETTERS[options.index(OPTION_COUNTS[count - 1])]
         asked = "count of a colour and shape"
-    gold = GoldSpan(content, (SourceRef("image", items[target]),))
-    return TaskSample(0, "image_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs,
+    return TaskSample(0, "image_qa", QA_PROMPT, b.entries,
+                      _answer_spans(content, (SourceRef("image", items[target]),), letter, q), letter, q.options,
                       question_type=asked)
 
 
@@ -307,16 +320,16 @@ def audio_qa(rng: np.random.Generator) -> TaskSample:
     kind = events[second]
     if rng.random() < 0.5:
         options = [f"second {s}" for s in rng.permutation(synth.CLIP_SECONDS)]
-        _, refs = b.question(f"When does the {kind} play?", options)
+        q = b.question(f"When does the {kind} play?", options)
         letter = LETTERS[options.index(f"second {second}")]
         content, asked = _sound_sentence(kind, second), "time of a sound"
     else:
         options = _options(rng, kind, list(events.values()), synth.SOUNDS)
-        _, refs = b.question(f"Which sound plays at second {second}?", options)
+        q = b.question(f"Which sound plays at second {second}?", options)
         letter = LETTERS[options.index(kind)]
         content, asked = f"The sound at second {second} is a {kind}.", "sound at a time"
-    gold = GoldSpan(content, (_interval("audio", item, second),))
-    return TaskSample(0, "audio_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs,
+    return TaskSample(0, "audio_qa", QA_PROMPT, b.entries,
+                      _answer_spans(content, (_interval("audio", item, second),), letter, q), letter, q.options,
                       question_type=asked)
 
 
@@ -350,25 +363,25 @@ def video_qa(rng: np.random.Generator) -> TaskSample:
         colour, shape = shown[second]
         if kind == 0:
             options = _options(rng, shape, [s for _, s in shown.values()], synth.SHAPES)
-            _, refs = b.question(f"What shape appears at second {second}?", options)
+            q = b.question(f"What shape appears at second {second}?", options)
             content, correct, asked = f"The shape at second {second} is a {shape}.", shape, "shape at a time"
         elif kind == 1:
             options = _options(rng, colour, [c for c, _ in shown.values()], COLOUR_NAMES)
-            _, refs = b.question(f"What colour appears at second {second}?", options)
+            q = b.question(f"What colour appears at second {second}?", options)
             content, correct, asked = f"The colour at second {second} is {colour}.", colour, "colour at a time"
         else:
             options = [f"second {s}" for s in rng.permutation(synth.CLIP_SECONDS)]
-            _, refs = b.question(f"When does the {colour} {shape} appear?", options)
+            q = b.question(f"When does the {colour} {shape} appear?", options)
             content, correct = f"The {colour} {shape} appears at second {second}.", f"second {second}"
             asked = "time of a colour and shape"
     else:
         second, sound = next(iter(sounds.items()))
         options = [f"second {s}" for s in rng.permutation(synth.CLIP_SECONDS)]
-        _, refs = b.question(f"When does the {sound} play?", options)
+        q = b.question(f"When does the {sound} play?", options)
         content, correct, asked = _sound_sentence(sound, second), f"second {second}", "time of the sound"
     letter = LETTERS[options.index(correct)]
-    gold = GoldSpan(content, (_interval("video", item, second),))
-    return TaskSample(0, "video_qa", QA_PROMPT, b.entries, _answer_spans(gold, letter, refs), letter, refs,
+    return TaskSample(0, "video_qa", QA_PROMPT, b.entries,
+                      _answer_spans(content, (_interval("video", item, second),), letter, q), letter, q.options,
                       question_type=asked)
 
 

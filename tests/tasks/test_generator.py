@@ -108,6 +108,23 @@ def test_every_qa_sample_names_its_question_type():
         "video_qa": {"shape at a time", "colour at a time", "time of a colour and shape", "time of the sound"}}
 
 
+@pytest.mark.parametrize("task", [t for t in TASK_NAMES if t.endswith("_qa")])
+def test_a_qa_answer_is_labelled_with_the_question_line_it_copies(task):
+    for index in range(12):
+        sample = generate(5, index, task)
+        content, letter = sample.spans
+        question_item = sample.options["A"].item
+        text = sample.entries[question_item - 1].value
+        question_line = text.split("\n")[0]
+        lines = [r for r in content.sources if r.modality == "text" and r.item == question_item]
+        assert [(r.char_start, r.char_end) for r in lines] == [(0, len(question_line))]
+        assert question_line.endswith("?")
+        # the sentence copies the question's subject ("What colour is the kite?" -> "The kite is red.")
+        assert len(set(re.findall(r"[a-z]+", question_line.lower())) & set(re.findall(r"[a-z]+", content.text.lower()))) >= 2
+        assert len(content.sources) == 2  # the evidence and the question line
+        assert letter.sources == (sample.options[sample.option],)
+
+
 def test_media_are_what_the_ground_truth_says():
     rng = np.random.default_rng(0)
     wave = synth.soundtrack({1: "tone", 3: "hiss"}, rng)
@@ -133,9 +150,11 @@ def test_the_shipped_benchmark_is_what_the_generator_writes(tmp_path):
     assert sum(v["samples"] for s, v in manifest["splits"].items() if s == "test") >= 300
     for split, (seed, _) in SHIPPED.items():
         records = json.loads((DEFAULT_BENCHMARK_DIR / split / "questions.json").read_text())
+        shipped_truth = {t.id: t for t in GroundTruth.load(DEFAULT_BENCHMARK_DIR / split / "ground_truth.json").samples}
         for index in range(len(TASK_NAMES)):  # one sample of every task, media bytes included
             sample = generate(seed, index)
             assert official_sample(sample, split) == records[index]
+            assert shipped_truth[sample_truth(sample, split).id] == sample_truth(sample, split)
             for path in write_media(sample, tmp_path / split, split).values():
                 name = f"{split}/media/{path.name}"
                 assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["files"][name], name
