@@ -293,6 +293,66 @@ def label_validity(results: Sequence[TraceResult], truths: Sequence[SampleTruth 
             for scope, row in sorted(counts.items(), key=lambda kv: (kv[0] != ALL, kv[0]))}
 
 
+def _describe(ref: SourceRef) -> str:
+    if ref.modality == "text":
+        return f"text of item {ref.item} [{ref.char_start}:{ref.char_end}]"
+    if ref.modality == "image":
+        return f"image item {ref.item}"
+    return f"{ref.modality} item {ref.item} {ref.time_start:g}-{ref.time_end:g} s"
+
+
+def sample_label_checks(results: Sequence[TraceResult], truths: Sequence[SampleTruth | None],
+                        measures: Mapping[str, Mapping[str, Any]], records: Sequence[Mapping[str, Any]],
+                        alignment: str) -> list[dict[str, Any]]:
+    """Each labelled sample's labels checked against what removing units does to its output sentences.
+
+    A sample's labels are *valid* when, for every output sentence aligned with an expected one, every
+    labelled source is needed (removing its units changes the sentence) and no unlabelled unit is
+    (removing it leaves the sentence as it was); *invalid* otherwise, with each problem in words;
+    *unchecked* when no sentence aligned (the model wrote something else) or it was not measured.
+    """
+    out = []
+    for result, truth, record in zip(results, truths, records):
+        if truth is None:
+            continue
+        key = str(record.get("key"))
+        row: dict[str, Any] = {"key": key, "id": str(record.get("id", key)), "task": truth.task, "problems": []}
+        measure = measures.get(key)
+        pairs = _aligned(result, truth, alignment) if measure is not None else []
+        if not pairs:
+            row.update(status="unchecked", sentences=0,
+                       reason="not measured" if measure is None else "no output sentence matches an expected one")
+            out.append(row)
+            continue
+        changed = np.asarray(measure["changed"], dtype=bool)
+        for gold, j in pairs:
+            labelled: set[int] = set()
+            for ref in gold.sources:
+                units = labelled_units(ref, result.units)
+                labelled |= units
+                if not units:
+                    row["problems"].append(f"{gold.text!r}: the label {_describe(ref)} matches no source unit")
+                elif not changed[j, sorted(units)].any():
+                    row["problems"].append(f"{gold.text!r}: removing the labelled {_describe(ref)} changes nothing")
+            for u in result.units:
+                if u.index not in labelled and changed[j, u.index]:
+                    row["problems"].append(f"{gold.text!r}: removing the unlabelled {u.label} changes it")
+        row.update(status="invalid" if row["problems"] else "valid", sentences=len(pairs))
+        out.append(row)
+    return out
+
+
+def validity_summary(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts of valid, invalid and unchecked samples, in all and per task; ``valid_share`` over the checked."""
+    def counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        n = {status: sum(r["status"] == status for r in rows) for status in ("valid", "invalid", "unchecked")}
+        checked = n["valid"] + n["invalid"]
+        return {**n, "valid_share": round(n["valid"] / checked, 4) if checked else None}
+
+    tasks = sorted({str(r["task"]) for r in checks})
+    return {"all": counts(checks), "tasks": {t: counts([r for r in checks if str(r["task"]) == t]) for t in tasks}}
+
+
 def _ref(unit: SourceUnit) -> SourceRef:
     if unit.modality == "text":
         return SourceRef("text", unit.item, char_start=unit.char_start, char_end=unit.char_end)

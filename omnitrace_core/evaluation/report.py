@@ -90,13 +90,46 @@ def rules_table(rules: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _short(check: Mapping[str, Any]) -> str:
+    return f"short by {-check['gap']:.2f}" if check["gap"] < 0 else "must be above the target"
+
+
 def targets_lines(checks: list[Mapping[str, Any]]) -> list[str]:
     lines = []
     for c in checks:
-        if c["met"]:
+        kind = "stretch" if c.get("stretch") else "bar"
+        if c["met"] is None:
+            lines.append(f"- not measured: {c['check']}")
+        elif c["met"]:
             lines.append(f"- met: {c['check']} ({c['value']:.2f})")
+        elif kind == "stretch":
+            lines.append(f"- stretch, not reached: {c['check']} ({c['value']:.2f}, {_short(c)})")
         else:
-            lines.append(f"- **missed**: {c['check']} ({c['value']:.2f}, short by {-c['gap']:.2f})")
+            lines.append(f"- **missed**: {c['check']} ({c['value']:.2f}, {_short(c)})")
+    return lines
+
+
+#: invalid samples listed by name in the Markdown report (the JSON has all of them)
+LISTED_INVALID = 12
+
+
+def label_checks_lines(f: Mapping[str, Any]) -> list[str]:
+    """Per task: samples whose labels pass the removal check, fail it, or could not be checked; then the
+    failing samples with their problems."""
+    summary = f["label_checks_summary"]
+    lines = ["| Task | Valid | Invalid | Unchecked | Valid share |", "|---|---:|---:|---:|---:|"]
+    for task, v in [*summary["tasks"].items(), ("all", summary["all"])]:
+        name = "**All**" if task == "all" else task
+        lines.append(f"| {name} | {v['valid']} | {v['invalid']} | {v['unchecked']} | {_pct(v['valid_share'])} |")
+    invalid = [r for r in f["label_checks"] if r["status"] == "invalid"]
+    if invalid:
+        lines += ["", f"Samples whose labels fail the check ({len(invalid)}; left out of the F1 scores against "
+                      "constructed labels):", ""]
+        for r in invalid[:LISTED_INVALID]:
+            more = f" (+{len(r['problems']) - 2} more)" if len(r["problems"]) > 2 else ""
+            lines.append(f"- `{r['id']}` ({r['task']}): " + "; ".join(r["problems"][:2]) + more)
+        if len(invalid) > LISTED_INVALID:
+            lines.append(f"- ... {len(invalid) - LISTED_INVALID} more in the JSON report (`faithfulness.label_checks`)")
     return lines
 
 
@@ -165,7 +198,11 @@ def render(report: Mapping[str, Any]) -> str:
         out += [f"Split `{report['split']}`: {report['samples']} samples, no labels.", ""]
     else:
         out += [f"Split `{report['split']}`: {report['samples']} samples; sentences aligned with the ground truth: "
-                f"{report['aligned_sentences']} of {report['expected_sentences']} (alignment: {report['alignment']}).",
+                f"{report['aligned_sentences']} of {report['expected_sentences']} (alignment: {report['alignment']})."
+                + (f" {len(report['labels_left_out'])} samples whose labels fail the removal check are left out of "
+                   "the scores (see *Label check per sample*)." if report.get("labels_left_out") else "")
+                + ("" if report.get("faithfulness") else " The labels were not checked by removal (`--faithfulness` "
+                                                         "checks them and leaves out samples whose labels fail)."),
                 ""]
     if report.get("outputs"):
         out += ["## Outputs", ""] + outputs_table(report["outputs"]) + [""]
@@ -190,10 +227,15 @@ def render(report: Mapping[str, Any]) -> str:
                     "Over the output sentences aligned with the labels: how often removing a labelled source, and "
                     "an unlabelled unit, changes the sentence (greedy decoding no longer writes it).", ""]
             out += validity_table(faith["label_validity"]) + [""]
+        if faith.get("label_checks_summary"):
+            out += ["### Label check per sample", "",
+                    "A sample's labels pass when, on every output sentence aligned with an expected one, removing each "
+                    "labelled source changes the sentence and removing any unlabelled unit does not.", ""]
+            out += label_checks_lines(faith) + [""]
         if faith.get("f1"):
             out += ["### F1 against the constructed labels and against causal labels", "",
                     "Causal labels: the units whose removal changes the sentence, on the same aligned sentences.", ""]
             out += causal_f1_table(faith["f1"], report["signals"]) + [""]
     if report.get("checks"):
-        out += ["## Targets", ""] + targets_lines(report["checks"]) + [""]
+        out += ["## Bars", ""] + targets_lines(report["checks"]) + [""]
     return "\n".join(out)

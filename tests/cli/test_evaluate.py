@@ -33,8 +33,20 @@ def test_end_to_end(run, capsys):
     assert report["baseline_settings"]["embedding"]["thresholds"]
     assert report["outputs"]["summary"]["qa_samples"] == 4
     assert sum(q["samples"] for q in report["outputs"]["question_types"]) == 4
-    assert any(c["check"].startswith("attmean text F1") for c in report["checks"])
+    bars = {c["check"]: c for c in report["checks"]}
+    qa = report["outputs"]["summary"]["qa_accuracy"]
+    assert bars["QA answers correct >= 85%"]["value"] == pytest.approx(100 * qa, abs=0.01)
+    assert bars["QA answers correct >= 85%"]["met"] == (100 * qa >= 85) and bars["QA answers correct >= 95%"]["stretch"]
+    assert "description sentences exactly right >= 95%" in bars
+    assert any(c.startswith("attmean text F1 against constructed labels >= 85") for c in bars)
+    assert any(c.startswith("attmean ahead of random on") and c.endswith("by >= 30") for c in bars)
+    assert any(c.startswith("attmean ahead of embedding on") and c.endswith("by >= 10") for c in bars)
+    unmeasured = [c for c in report["checks"] if c["met"] is None]
+    assert [c["check"] for c in unmeasured] == ["samples whose labels pass the removal check >= 95% "
+                                                "(not measured: run with --faithfulness)"]
     text = (work / "report.md").read_text()
+    assert "## Bars" in text and "- not measured: samples whose labels pass" in text
+    assert "not checked by removal" in text
     assert "paper Table 2 layout" in text and "Table 3 layout" in text and "max_token" in text
     assert "QA accuracy by question type" in text and "| image_qa | colour of a shape | 1 |" in text
     assert (work / "test.attmean.jsonl").is_file() and (work / "dev.attmean.jsonl").is_file()

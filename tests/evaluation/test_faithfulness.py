@@ -66,6 +66,35 @@ def test_labelled_units_by_modality():
     assert F.labelled_units(SourceRef("audio", 3, time_start=0.9, time_end=2.0), units) == {3}  # 0.1 s is no half
 
 
+def test_each_samples_labels_are_checked_against_removals():
+    """Units [text 0-10, image, audio 0-1 s, audio 1-2 s]; one expected sentence per sample."""
+    from types import SimpleNamespace
+
+    units = [SourceUnit(0, "text", 1, "text item 1, sentence 1", char_start=0, char_end=10),
+             SourceUnit(1, "image", 2, "image 2"), SourceUnit(2, "audio", 3, "audio 3, 0-1 s", time_start=0.0, time_end=1.0),
+             SourceUnit(3, "audio", 3, "audio 3, 1-2 s", time_start=1.0, time_end=2.0)]
+    result = SimpleNamespace(units=units, spans=[SimpleNamespace(index=0, text="The tone plays at second 1.")])
+    label = (SourceRef("audio", 3, time_start=1.0, time_end=2.0), SourceRef("text", 1, char_start=0, char_end=10))
+    truth = SampleTruth(id="s", task="audio_qa", spans=(GoldSpan("The tone plays at second 1.", label),))
+    other = SampleTruth(id="o", task="audio_qa", spans=(GoldSpan("Something the model did not write.", label),))
+    measures = {"valid": {"changed": [[True, False, False, True]]},
+                "needless": {"changed": [[False, False, False, True]]},  # the labelled text changes nothing
+                "incomplete": {"changed": [[True, True, False, True]]}}  # the unlabelled image changes it
+    records = [{"key": k, "id": k} for k in ("valid", "needless", "incomplete", "unmeasured", "other")]
+    checks = F.sample_label_checks([result] * 5, [truth] * 4 + [other], {**measures, "other": measures["valid"]},
+                                   records, "text")
+    status = {c["key"]: c["status"] for c in checks}
+    assert status == {"valid": "valid", "needless": "invalid", "incomplete": "invalid", "unmeasured": "unchecked",
+                      "other": "unchecked"}
+    problems = {c["key"]: c["problems"] for c in checks}
+    assert problems["valid"] == [] and len(problems["needless"]) == len(problems["incomplete"]) == 1
+    assert "removing the labelled text of item 1 [0:10] changes nothing" in problems["needless"][0]
+    assert "removing the unlabelled image 2 changes it" in problems["incomplete"][0]
+    summary = F.validity_summary(checks)
+    assert summary["all"] == {"valid": 1, "invalid": 2, "unchecked": 2, "valid_share": round(1 / 3, 4)}
+    assert summary["tasks"]["audio_qa"] == summary["all"]
+
+
 @needs_demo
 def test_label_validity_and_causal_labels_on_the_demo_model():
     from omnitrace_core import Tracer
@@ -130,8 +159,20 @@ def test_evaluate_faithfulness_with_and_without_labels(tmp_path):
     assert set(faith["summary"]["methods"]) == {"attmean", "random"}
     assert faith["label_validity"]["all"]["labelled"] > 0 and set(faith["f1"]) == {"attmean", "random"}
     assert any(c["check"].startswith("labelled units change") for c in report["checks"])
+    checks = faith["label_checks"]
+    assert len(checks) == 3 and faith["label_checks_summary"]["all"]["valid"] + \
+        faith["label_checks_summary"]["all"]["invalid"] + faith["label_checks_summary"]["all"]["unchecked"] == 3
+    invalid = sorted(c["key"] for c in checks if c["status"] == "invalid")
+    assert report["labels_left_out"] == invalid  # reported, and not scored against the constructed labels
+    assert report["methods"]["attmean"]["samples"] == 3 - len(invalid)
+    bars = {c["check"]: c for c in report["checks"]}
+    validity_bar = bars["samples whose labels pass the removal check >= 95%"]
+    assert validity_bar["value"] == pytest.approx(100 * faith["label_checks_summary"]["all"]["valid_share"], abs=0.01)
+    causal_bars = [c for c in report["checks"] if "F1 against causal labels" in c["check"]]
+    assert causal_bars and all(c["met"] == (c["value"] >= c["target"]) for c in causal_bars)
     text = (tmp_path / "r.md").read_text()
     assert "## Faithfulness" in text and "Are the labels causal?" in text and "causal" in text
+    assert "Label check per sample" in text and "## Bars" in text
     cached = (work / "test.faithfulness.jsonl").read_text()
     assert len(cached.splitlines()) == 3
     again = ["evaluate", "--faithfulness", "--verify-mode", "knockout", "--limit", "3", "--signals", "attmean", "--baselines",
