@@ -6,7 +6,7 @@ import math
 import numbers
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
@@ -43,8 +43,10 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-def _refuse(where: str, accepted: str, value: Any) -> None:
-    raise ConfigError(f"{where} must be {accepted}, got {value!r} ({type(value).__name__})")
+def _refuse(where: str, accepted: str, value: Any, option: bool = False) -> None:
+    # a value typed as an option already has the option's type: naming it would only add noise
+    kind = "" if option else f" ({type(value).__name__})"
+    raise ConfigError(f"{where} must be {accepted}, got {value!r}{kind}")
 
 
 def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -66,22 +68,23 @@ class _Number:
     integer: bool = False
     optional: bool = False
 
-    def accepted(self) -> str:
+    def accepted(self, option: bool = False) -> str:
+        """What is accepted, in words (``option``: for a typed option, which is None by being left out)."""
         kind = "an integer" if self.integer else "a finite number"
         text = f"{kind} {_interval(self.low, self.high, self.low_open, self.high_open)}".rstrip()
-        return f"None or {text}" if self.optional else text
+        return f"None or {text}" if self.optional and not option else text
 
-    def convert(self, value: Any, where: str) -> Any:
+    def convert(self, value: Any, where: str, option: bool = False) -> Any:
         if value is None and self.optional:
             return None
         wanted = numbers.Integral if self.integer else numbers.Real
         if _is_bool(value) or not isinstance(value, wanted):
-            _refuse(where, self.accepted(), value)
+            _refuse(where, self.accepted(option), value, option)
         number = int(value) if self.integer else float(value)
         if (not math.isfinite(number)
                 or (self.low is not None and (number <= self.low if self.low_open else number < self.low))
                 or (self.high is not None and (number >= self.high if self.high_open else number > self.high))):
-            _refuse(where, self.accepted(), value)
+            _refuse(where, self.accepted(option), value, option)
         return number
 
 
@@ -89,9 +92,9 @@ class _Number:
 class _Flag:
     """Accepts True or False (not 0/1, not a string)."""
 
-    def convert(self, value: Any, where: str) -> bool:
+    def convert(self, value: Any, where: str, option: bool = False) -> bool:
         if not _is_bool(value):
-            _refuse(where, "True or False", value)
+            _refuse(where, "True or False", value, option)
         return bool(value)
 
 
@@ -101,10 +104,10 @@ class _Text:
 
     choices: Any = None
 
-    def convert(self, value: Any, where: str) -> str:
+    def convert(self, value: Any, where: str, option: bool = False) -> str:
         names = None if self.choices is None else list(self.choices())
         if not isinstance(value, str) or not value.strip() or (names is not None and value not in names):
-            _refuse(where, "a non-empty string" if names is None else f"one of {names}", value)
+            _refuse(where, "a non-empty string" if names is None else f"one of {names}", value, option)
         return value
 
 
@@ -112,12 +115,12 @@ class _Text:
 class _Weights:
     """Accepts a mapping of POS tags (strings) to finite weights >= 0."""
 
-    def convert(self, value: Any, where: str) -> Mapping[str, float]:
+    def convert(self, value: Any, where: str, option: bool = False) -> Mapping[str, float]:
         if not isinstance(value, Mapping):
-            _refuse(where, "a mapping of POS tags (strings) to finite numbers >= 0", value)
+            _refuse(where, "a mapping of POS tags (strings) to finite numbers >= 0", value, option)
         weight = _Number(low=0)
         return MappingProxyType({
-            _Text().convert(tag, f"a POS tag of {where}"): weight.convert(w, f"{where}[{tag!r}]")
+            _Text().convert(tag, f"a POS tag of {where}", option): weight.convert(w, f"{where}[{tag!r}]", option)
             for tag, w in value.items()
         })
 
@@ -127,19 +130,53 @@ class _Config:
 
     Each subclass says in ``_accepts`` what every one of its fields accepts; construction
     checks and normalises every field (numpy scalars become plain Python numbers) and raises
-    :class:`ConfigError` naming the field, the bad value and what is accepted.
+    :class:`ConfigError` naming the field, the bad value and what is accepted. Settings a user
+    typed as options (command-line flags) are read with :meth:`from_options`, whose errors name
+    the option instead.
     """
 
     _accepts: ClassVar[Mapping[str, Any]] = {}
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
-            value = self._accepts[f.name].convert(getattr(self, f.name), f"{type(self).__name__}.{f.name}")
-            object.__setattr__(self, f.name, value)
-        self._check_together()
+        self._normalise(lambda name: f"{type(self).__name__}.{name}", option=False)
 
-    def _check_together(self) -> None:
+    def _normalise(self, where: Callable[[str], str], option: bool) -> None:
+        """Check and normalise every field; ``where(field)`` names a field in an error."""
+        for f in fields(self):  # type: ignore[arg-type]
+            value = self._accepts[f.name].convert(getattr(self, f.name), where(f.name), option)
+            object.__setattr__(self, f.name, value)
+        self._check_together(where)
+
+    def _check_together(self, where: Callable[[str], str]) -> None:
         """Checks that involve several fields (after each field passed its own)."""
+
+    @classmethod
+    def _check_known(cls, names: Any) -> None:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__} got unknown field(s) {unknown}; accepted: {sorted(known)}"
+            )
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any], options: Mapping[str, str]):
+        """``cls(**values)`` for values a user typed as options: an error names the option, not the field.
+
+        Args:
+            values: field -> value (fields not named keep their defaults).
+            options: field -> the option that sets it, e.g. ``{"seed": "--seed"}``; a field without
+                one is named ``Class.field``.
+
+        Raises:
+            ConfigError: a bad value, naming its option and what the option accepts.
+        """
+        cls._check_known(values)
+        config = cls()
+        for name, value in values.items():
+            object.__setattr__(config, name, value)
+        config._normalise(lambda name: options.get(name, f"{cls.__name__}.{name}"), option=True)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
@@ -150,12 +187,7 @@ class _Config:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{cls.__name__} settings must be a mapping of field names to values, "
                               f"got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"{cls.__name__} got unknown field(s) {unknown}; accepted: {sorted(known)}"
-            )
+        cls._check_known(data)
         return cls(**data)
 
 
@@ -192,9 +224,9 @@ class GenerationConfig(_Config):
         "max_prompt_tokens": _Number(low=1, integer=True, optional=True),
     })
 
-    def _check_together(self) -> None:
+    def _check_together(self, where: Callable[[str], str]) -> None:
         _check(self.min_new_tokens <= self.max_new_tokens,
-               f"GenerationConfig.min_new_tokens must be <= max_new_tokens ({self.max_new_tokens}), "
+               f"{where('min_new_tokens')} must be <= {where('max_new_tokens')} ({self.max_new_tokens}), "
                f"got {self.min_new_tokens}")
 
 
@@ -254,10 +286,10 @@ class SourceConfig(_Config):
         "segment_max_gap_seconds": _Number(low=0),
     })
 
-    def _check_together(self) -> None:
+    def _check_together(self, where: Callable[[str], str]) -> None:
         _check(self.segment_min_seconds <= self.segment_max_seconds,
-               f"SourceConfig.segment_min_seconds must be <= segment_max_seconds ({self.segment_max_seconds:g}), "
-               f"got {self.segment_min_seconds:g}")
+               f"{where('segment_min_seconds')} must be <= {where('segment_max_seconds')} "
+               f"({self.segment_max_seconds:g}), got {self.segment_min_seconds:g}")
 
 
 def _token_rules() -> list[str]:

@@ -101,11 +101,26 @@ def test_pos_weights_name_the_bad_tag():
 
 
 def test_fields_checked_together():
-    with pytest.raises(ConfigError, match=r"GenerationConfig.min_new_tokens must be <= max_new_tokens \(4\), got 5"):
+    with pytest.raises(ConfigError, match=r"GenerationConfig.min_new_tokens must be <= "
+                                          r"GenerationConfig.max_new_tokens \(4\), got 5"):
         GenerationConfig(max_new_tokens=4, min_new_tokens=5)
-    with pytest.raises(ConfigError, match=r"SourceConfig.segment_min_seconds must be <= segment_max_seconds \(3\), "
-                                          r"got 4"):
+    with pytest.raises(ConfigError, match=r"SourceConfig.segment_min_seconds must be <= "
+                                          r"SourceConfig.segment_max_seconds \(3\), got 4"):
         SourceConfig(segment_min_seconds=4.0, segment_max_seconds=3.0)
+
+
+def test_settings_typed_as_options_are_named_by_their_option():
+    options = {"seed": "--seed", "max_new_tokens": "--max-new-tokens", "min_new_tokens": "--min-new"}
+    assert GenerationConfig.from_options({"seed": np.int64(7)}, options) == GenerationConfig(seed=7)
+    with pytest.raises(ConfigError) as bad:
+        GenerationConfig.from_options({"seed": -1}, options)
+    assert str(bad.value) == "--seed must be an integer in [0, 18446744073709551615], got -1"
+    with pytest.raises(ConfigError, match=r"^--min-new must be <= --max-new-tokens \(4\), got 5$"):
+        GenerationConfig.from_options({"max_new_tokens": 4, "min_new_tokens": 5}, options)
+    with pytest.raises(ConfigError, match=r"^GenerationConfig.top_p must be a finite number in \(0, 1\], got 2"):
+        GenerationConfig.from_options({"top_p": 2}, options)  # a field without an option keeps its own name
+    with pytest.raises(ConfigError, match="unknown field"):
+        GenerationConfig.from_options({"sead": 1}, options)
 
 
 def test_values_that_used_to_slip_through_now_refused():

@@ -102,7 +102,8 @@ SETTING_FLAGS = {
     "model": "--model", "dtype": "--dtype", "signal": "--signal", "curation.token_rule": "--token-rule",
     "generation.max_new_tokens": "--max-new-tokens", "generation.do_sample": "--do-sample",
     "generation.temperature": "--temperature", "generation.top_p": "--top-p", "generation.top_k": "--top-k",
-    "generation.seed": "--seed", "sources.audio_bin_seconds": "--audio-bin-seconds",
+    "generation.seed": "--seed", "generation.max_prompt_tokens": "--max-prompt-tokens",
+    "sources.audio_bin_seconds": "--audio-bin-seconds",
     "sources.video_bin_seconds": "--video-bin-seconds", "sources.video_fps": "--video-fps",
     "sources.video_max_frames": "--video-max-frames", "sources.audio_units": "--audio-units",
     "sources.asr_model": "--asr-model", "sources.segment_min_seconds": "--segment-min-seconds",
@@ -111,6 +112,14 @@ SETTING_FLAGS = {
     "sources.use_audio_in_video": "tracing the audio of videos (--no-audio-in-video turns it off)",
     "trace_answer": "--trace-answer", "heads": "--heads",
 }
+#: The section of the settings that holds each config's fields ("generation.<field>", ...).
+CONFIG_SECTIONS = {GenerationConfig: "generation", SourceConfig: "sources", CurationConfig: "curation"}
+
+
+def config_flags(kind: type) -> dict[str, str]:
+    """Field -> the flag that sets it, for the fields of a ``kind`` config that a flag sets (from SETTING_FLAGS)."""
+    prefix = CONFIG_SECTIONS[kind] + "."
+    return {name[len(prefix):]: flag for name, flag in SETTING_FLAGS.items() if name.startswith(prefix)}
 
 
 def check_same_settings(output: Path, records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> None:

@@ -42,7 +42,7 @@ from ..inputs import parse_sample, sample_keys
 from ..signals import list_signals
 from ..tasks.benchmark import GROUND_TRUTH_FILE, QUESTIONS_FILE
 from ..verification import DEFAULT_THRESHOLD, MODES
-from .options import EXIT_OK, add_model_options, report_failure, top_k, tracer_from_args
+from .options import EXIT_OK, add_model_options, config_from_flags, report_failure, top_k, tracer_from_args
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -110,6 +110,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Everything ``omnitrace evaluate`` does except printing; returns the report dict."""
     started = time.perf_counter()
     ks = top_k(args.top_k)
+    generation = config_from_flags(GenerationConfig, max_new_tokens=args.max_new_tokens)
     if args.questions:
         test = _split("custom", Path(args.questions), args.ground_truth and Path(args.ground_truth), args.limit,
                       required=not args.faithfulness)
@@ -136,7 +137,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"unknown signal(s) {unknown}; known: {', '.join(list_signals())}")
     baseline_names = [b for b in args.baselines.split(",") if b]
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="omnitrace-eval-"))
-    generation = GenerationConfig(max_new_tokens=args.max_new_tokens)
     sources = SourceConfig()
     cache: dict[str, Any] = {}
 

@@ -10,8 +10,9 @@ import argparse
 import logging
 import math
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
+from ..batch.settings import config_flags
 from ..errors import ConfigError, OmniTraceError, UnknownNameError, UsageError
 from ..loading import DTYPES, load_tracer
 from ..media import MediaLimits
@@ -69,6 +70,19 @@ def top_k(text: str) -> tuple[int, ...]:
     if not ks or ks[0] < 1:
         raise UsageError(f"--top-k takes k >= 1 separated by commas (e.g. 1,3), got '{text}'")
     return ks
+
+
+_C = TypeVar("_C")
+
+
+def config_from_flags(kind: type[_C], **values: Any) -> _C:
+    """``kind(**values)`` (a GenerationConfig, SourceConfig or CurationConfig) for values read from flags.
+
+    Raises:
+        ConfigError: a bad value, naming the flag it came from (``--seed``, as the user typed it, not
+            the library's ``GenerationConfig.seed``) and what that flag accepts.
+    """
+    return kind.from_options(values, config_flags(kind))  # type: ignore[attr-defined]
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, default: str | None, model_help: str,

@@ -17,7 +17,7 @@ from ..config import GenerationConfig, SourceConfig
 from ..evaluation.speech_eval import TRUTH_FORMAT, compare_audio_units, load_truth
 from ..loading import pick_device
 from ..signals import DEFAULT_SIGNAL
-from .options import EXIT_OK, add_model_options, report_failure, signal_name, tracer_from_args
+from .options import EXIT_OK, add_model_options, config_from_flags, report_failure, signal_name, tracer_from_args
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -47,15 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from ..speech import TransformersRecognizer
 
     try:
+        sources = config_from_flags(SourceConfig, audio_bin_seconds=args.audio_bin_seconds, asr_model=args.asr_model,
+                                    segment_min_seconds=args.segment_min_seconds,
+                                    segment_max_seconds=args.segment_max_seconds)
+        generation = config_from_flags(GenerationConfig, max_new_tokens=args.max_new_tokens)
         samples = load_questions(args.questions)
         truth = load_truth(args.truth)
-        sources = SourceConfig(audio_bin_seconds=args.audio_bin_seconds, asr_model=args.asr_model,
-                               segment_min_seconds=args.segment_min_seconds,
-                               segment_max_seconds=args.segment_max_seconds)
         recognizer = TransformersRecognizer(args.asr_model, device=pick_device(args.device, args.device_map))
         tracer = tracer_from_args(args, signal=args.signal, recognizer=recognizer)
         report = compare_audio_units(tracer, samples, truth, bases=media_bases(args.questions, args.media_root),
-                                     generation=GenerationConfig(max_new_tokens=args.max_new_tokens),
+                                     generation=generation,
                                      sources=sources, bin_seconds=args.bin_seconds)
     except (Exception, KeyboardInterrupt) as exc:
         return report_failure(exc, "speech-eval")

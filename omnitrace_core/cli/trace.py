@@ -20,8 +20,8 @@ from ..config import AUDIO_UNITS, CurationConfig, GenerationConfig, SourceConfig
 from ..curation import list_token_rules
 from ..loading import pick_device
 from ..signals import DEFAULT_SIGNAL, list_signals
-from .options import (EXIT_OK, add_model_options, add_reporting_options, finite_float, positive_int, report_failure,
-                      signal_name, tracer_from_args)
+from .options import (EXIT_OK, add_model_options, add_reporting_options, config_from_flags, finite_float, positive_int,
+                      report_failure, signal_name, tracer_from_args)
 
 EPILOG = """\
 input:
@@ -163,17 +163,18 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[GenerationConfig, SourceConfig, CurationConfig]:
-    """The run's configs from parsed arguments (ConfigError on out-of-range values)."""
-    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                                  max_prompt_tokens=args.max_prompt_tokens)
-    sources = SourceConfig(audio_bin_seconds=args.audio_bin_seconds, video_bin_seconds=args.video_bin_seconds,
-                           include_prompt=args.include_prompt, use_audio_in_video=not args.no_audio_in_video,
-                           video_fps=args.video_fps, video_max_frames=args.video_max_frames,
-                           audio_units=args.audio_units, asr_model=args.asr_model,
-                           segment_min_seconds=args.segment_min_seconds, segment_max_seconds=args.segment_max_seconds,
-                           segment_max_gap_seconds=args.segment_max_gap_seconds)
-    curation = CurationConfig(token_rule=args.token_rule)
+    """The run's configs from parsed arguments (ConfigError naming the flag of an out-of-range value)."""
+    generation = config_from_flags(GenerationConfig, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                                   temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                                   max_prompt_tokens=args.max_prompt_tokens)
+    sources = config_from_flags(SourceConfig, audio_bin_seconds=args.audio_bin_seconds,
+                                video_bin_seconds=args.video_bin_seconds, include_prompt=args.include_prompt,
+                                use_audio_in_video=not args.no_audio_in_video, video_fps=args.video_fps,
+                                video_max_frames=args.video_max_frames, audio_units=args.audio_units,
+                                asr_model=args.asr_model, segment_min_seconds=args.segment_min_seconds,
+                                segment_max_seconds=args.segment_max_seconds,
+                                segment_max_gap_seconds=args.segment_max_gap_seconds)
+    curation = config_from_flags(CurationConfig, token_rule=args.token_rule)
     return generation, sources, curation
 
 

@@ -429,6 +429,29 @@ def test_bad_options_exit_2(extra, message, tmp_path, capsys):
     assert code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "-1"], "--seed must be an integer in [0, 18446744073709551615], got -1"),
+    (["--top-p", "2"], "--top-p must be a finite number in (0, 1], got 2.0"),
+    (["--video-bin-seconds", "0"], "--video-bin-seconds must be a finite number > 0, got 0.0"),
+    (["--segment-min-seconds", "40"], "--segment-min-seconds must be <= --segment-max-seconds (30), got 40"),
+])
+def test_a_bad_config_value_names_the_flag_not_the_library_field(extra, message, tmp_path, capsys):
+    questions = _write_questions(tmp_path, _small_samples(1))
+    code = main(["trace", "--questions", str(questions), "--model", "unused", "--output",
+                 str(tmp_path / "o.jsonl"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert "Config" not in err
+
+
+@pytest.mark.parametrize("command", [["speech-eval", "--questions", "q.json", "--truth", "t.json", "--model", "m"],
+                                     ["evaluate"]])
+def test_other_commands_name_the_flag_too(command, tmp_path, capsys):
+    assert main([*command, "--max-new-tokens", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-new-tokens must be an integer >= 1, got 0" in err and "Config" not in err
+
+
 def test_media_root_is_searched_first(small_media, tiny_model_dir, tmp_path, capsys):
     samples = _small_samples(1)
     samples[0]["question"][1] = {"image": "b.jpg"}  # only under --media-root
