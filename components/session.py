@@ -12,7 +12,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +185,10 @@ class Session:
 
     def store_verification(self, signal: str, verification: Any) -> TraceResult:
         """Keep a verification with the result of ``signal`` (``shown()`` carries it over any re-curation);
-        returns the stored result.
-
-        ``Tracer.verify`` returns what the result held in the same mode merged with what it measured, so
-        it replaces the stored one (``with_verification`` would merge it again and count the old cost twice).
+        returns the stored result. ``Tracer.verify`` returns what the result held in the same mode merged
+        with what it measured: it replaces the stored one (``TraceResult.with_verification``).
         """
-        self.results[signal] = replace(self.results[signal], verification=verification)
+        self.results[signal] = self.results[signal].with_verification(verification)
         return self.results[signal]
 
     def saved(self) -> Generation:

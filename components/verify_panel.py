@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -117,7 +117,7 @@ def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: st
     items = verify_items(ctx, session, result)
     signal, stored = session.view_signal or "", session.results[session.view_signal or ""]
     every = list(range(len(result.spans)))
-    held = result.verification if result.verification is not None and result.verification.mode == mode else None
+    held = result.verification_in(mode)
     before = held.cost.get("forwards", 0) if held is not None else 0
 
     def phase(name: str):
@@ -129,7 +129,7 @@ def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: st
         if session.results.get(signal) is not stored:  # a trace run or loaded meanwhile (concurrency over 1)
             raise InputError("the trace changed while it was verified: the new one is shown, nothing was stored")
         stored = session.store_verification(signal, v)
-        return replace(result, verification=v)
+        return result.with_verification(v)
 
     stop = session.stop if stop_capable else None
     started = time.monotonic()

@@ -148,9 +148,10 @@ class Tracer:
         """Measure what removing each source unit does to each output sentence of ``result``.
 
         Teacher-forces the generated tokens under each removal (one forward per removed unit, batched,
-        reusing the prompt's KV cache up to the first change). Store it with
-        ``result = result.with_verification(v)``. Measurements already on ``result`` (same mode) are
-        reused, not repeated, and the returned verification includes them.
+        reusing the prompt's KV cache up to the first change). Measurements already on ``result`` (same
+        mode) are reused, not repeated, and the returned verification includes them, with their cost
+        (``cost`` totals every forward once). Store it with ``result = result.with_verification(v)``,
+        which replaces what the result held.
 
         Args:
             result: a result this tracer's model generated.
@@ -169,7 +170,7 @@ class Tracer:
         """
         from .verification import verify
 
-        previous = result.verification if result.verification is not None and result.verification.mode == mode else None
+        previous = result.verification_in(mode)
         measured = verify(self.backend, result, items, mode=mode, sentences=sentences, units=units, image=image,
                           previous=previous, progress=progress, stop=stop, system_prompt=self.system_prompt,
                           **options)

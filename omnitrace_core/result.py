@@ -262,10 +262,16 @@ class TraceResult:
         curation = as_config(CurationConfig, curation, "curation")
         return replace(self, curation=curation, spans=curate_spans(self.spans, self.token_scores(), curation))
 
+    def verification_in(self, mode: str) -> Verification | None:
+        """The verification this result holds if it is of ``mode`` (what ``Tracer.verify`` reuses), else None."""
+        return self.verification if self.verification is not None and self.verification.mode == mode else None
+
     def with_verification(self, verification: Verification) -> "TraceResult":
-        """This result holding ``verification``, merged into the one it holds when both are of the same mode."""
-        if self.verification is not None and self.verification.mode == verification.mode:
-            verification = self.verification.merge(verification)
+        """This result holding ``verification`` instead of the one it held.
+
+        ``Tracer.verify`` returns everything the result held in the same mode together with what it
+        measured, so the verification replaces the held one (merging again would count its cost twice).
+        """
         return replace(self, verification=verification)
 
     # -- serialisation ---------------------------------------------------------------------

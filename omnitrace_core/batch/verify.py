@@ -123,11 +123,13 @@ def verify_batch(tracer: Any, records: Sequence[Mapping[str, Any]], output: str 
                         raise UsageError(f"traced with model '{result.model_id}', not with the loaded "
                                          f"'{tracer.backend.model_id}': pass --model {result.model_id}")
                     items = items_for(record) if items_for is not None else None
+                    held = result.verification_in(mode)  # reused by verify, its forwards counted in its cost
                     verification = tracer.verify(result, mode, items=items, **options)
                     line = {**record, "result": result.with_verification(verification).to_dict(),
                             VERIFY_FIELD: settings}
                     summary.ok += 1
-                    summary.forwards += int(verification.cost.get("forwards", 0))
+                    summary.forwards += int(verification.cost.get("forwards", 0) -
+                                            (held.cost.get("forwards", 0) if held is not None else 0))
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:  # one bad record must not stop the run

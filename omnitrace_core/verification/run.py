@@ -91,7 +91,8 @@ def verify(backend: Any, result: Any, items: Sequence[Any] | None = None, *, mod
         checks: make the sentence checks (default: unless ``units="tiles"``).
         top_k: the k of the top-k removal drops.
         threshold: nats above which an effect is strong (stored; used by ``flags``).
-        previous: a verification of the same result and mode whose measurements are reused.
+        previous: a verification of the same result and mode whose measurements (unit effects, checks,
+            tile maps of the asked sentences) are reused.
         progress: called as ``progress(done, total)`` after every decoder call.
         stop: set it to stop between decoder calls; the verification then holds what was finished
             (``stopped=True``).
@@ -129,7 +130,12 @@ def verify(backend: Any, result: Any, items: Sequence[Any] | None = None, *, mod
     grid = result.items[result.units[image_unit].item].grid if tiles else None
     if tiles and grid is None:
         raise InputError(f"image unit {image_unit} has no tile grid in this result")
-    tile_removals = [Removal(tiles=frozenset([(image_unit, t)])) for t in range(grid[0] * grid[1])] if tiles else []
+    # a held map is reused: its drops do not depend on the threshold (a display setting), only on the mode
+    held_maps = previous is not None and all(
+        previous.tile_map(k, image_unit) is not None and previous.tile_map(k, image_unit).grid == tuple(grid)
+        for k in chosen)
+    tile_removals = [Removal(tiles=frozenset([(image_unit, t)])) for t in range(grid[0] * grid[1])] \
+        if tiles and not held_maps else []
     wanted = [Removal(frozenset([u])) for u in todo_columns] + tile_removals + [
         Removal(s) for plan in plans.values() for s in plan.values()
         if s and not (len(s) == 1 and next(iter(s)) in known)]
@@ -137,7 +143,7 @@ def verify(backend: Any, result: Any, items: Sequence[Any] | None = None, *, mod
     if previous is not None and not wanted:  # everything asked for is measured already
         return replace(previous, units=(), effects=np.zeros((len(previous.logp), 0)),
                        changed=np.zeros((len(previous.logp), 0), dtype=bool), sentences=(), tiles=(),
-                       cost={}, stopped=False)
+                       threshold=float(threshold), cost={}, stopped=False)
 
     verifier = Verifier.for_result(backend, result, items, mode=mode, system_prompt=system_prompt,
                                    media_root=media_root, batch_size=batch_size, stop=stop)
@@ -169,7 +175,7 @@ def verify(backend: Any, result: Any, items: Sequence[Any] | None = None, *, mod
         if all(not s or s in drop_of for s in plan.values()):
             sentence_checks.append(sentence_check(k, curated[k], plan, {s: d[k] for s, d in drop_of.items()}))
     tile_maps = []
-    if tiles and all(verifier.known(r) for r in tile_removals):
+    if tile_removals and all(verifier.known(r) for r in tile_removals):
         tile_drops, tile_changed = verifier.drops(tile_removals)
         tile_maps = [TileEffects(sentence=k, unit=image_unit, grid=tuple(grid), effects=tile_drops[:, k],
                                  changed=tile_changed[:, k]) for k in chosen]

@@ -61,6 +61,17 @@ def test_verify_command_matches_the_api_and_resumes(traces, tmp_path):
     assert main(["verify", "--traces", str(traces), "--output", str(out), "--mode", "input", "--no-progress"]) == 2
 
 
+def test_verifying_a_verified_file_measures_and_counts_nothing_again(traces, tmp_path, capsys):
+    once, twice = tmp_path / "once.jsonl", tmp_path / "twice.jsonl"
+    common = ["--mode", "knockout", "--limit", "1", "--no-progress"]
+    assert main(["verify", "--traces", str(traces), "--output", str(once), *common]) == 0
+    assert " 0 forwards in" not in capsys.readouterr().err
+    assert main(["verify", "--traces", str(once), "--output", str(twice), *common]) == 0
+    assert "1 ok, 0 errors, 0 skipped (already verified) of 1 traces, 0 forwards in" in capsys.readouterr().err
+    (first,), (second,) = _lines(once), _lines(twice)
+    assert second["result"]["verification"] == first["result"]["verification"]  # its cost counted once
+
+
 def test_a_trace_that_cannot_be_verified_gets_an_error_record(traces, tmp_path, capsys):
     bad = tmp_path / "traces.jsonl"
     records = _lines(traces)[1:3]

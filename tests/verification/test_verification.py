@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 
@@ -137,36 +138,77 @@ def test_tile_heat_map(tracer, traced):
         tracer.verify(result, units="tiles", image=0, items=items)
 
 
-def test_forwards_are_counted_and_bounded(tracer, traced):
-    """Decoder calls and the sequences they score, counted by a hook, match the recorded cost and its bound."""
-    items, result = traced
-    calls, sequences = [], []
+@contextlib.contextmanager
+def _decoder_calls(tracer):
+    """The number of sequences of each decoder call made inside the block, counted by a forward hook."""
+    sequences = []
 
     def count(_module, args, kwargs, _out):
-        calls.append(1)
         sequences.append(kwargs["inputs_embeds"].shape[0])
 
     handle = tracer.backend.lm_decoder().register_forward_hook(count, with_kwargs=True)
     try:
-        v = tracer.verify(result, items=items, mode="knockout", batch_size=4)
+        yield sequences
     finally:
         handle.remove()
+
+
+def test_forwards_are_counted_and_bounded(tracer, traced):
+    """Decoder calls and the sequences they score, counted by a hook, match the recorded cost and its bound."""
+    items, result = traced
+    with _decoder_calls(tracer) as sequences:
+        v = tracer.verify(result, items=items, mode="knockout", batch_size=4)
     units, sentences = len(result.units), len(result.spans)
     modalities = len({u.modality for u in result.units})
-    assert v.cost["batches"] == len(calls)
+    assert v.cost["batches"] == len(sequences)
     assert v.cost["forwards"] <= sum(sequences)  # a removal that changes nothing needs no forward
     # stated bound: the output once, each unit once, then per sentence and scope (all + each
     # modality) comprehensiveness, sufficiency and the top-3 drop (the top-1 set is a unit's own)
     assert v.cost["forwards"] <= 1 + units + 3 * sentences * (modalities + 1)
     assert v.units == tuple(range(units)) and len(v.sentences) == sentences
 
-    calls.clear()
-    handle = tracer.backend.lm_decoder().register_forward_hook(count, with_kwargs=True)
-    try:  # what the result holds is reused, not measured again
+    with _decoder_calls(tracer) as sequences:  # what the result holds is reused, not measured again
         again = tracer.verify(result.with_verification(v), items=items, mode="knockout")
-    finally:
-        handle.remove()
-    assert calls == [] and again == v
+    assert sequences == [] and again == v
+
+
+def test_verifying_twice_counts_each_forward_once(tracer, traced):
+    """Verify, store, verify more, store: the stored cost is every decoder call made, each counted once."""
+    items, result = traced
+    image = next(u.index for u in result.units if u.modality == "image")
+    with _decoder_calls(tracer) as first:
+        stored = result.with_verification(tracer.verify(result, items=items, mode="knockout", sentences=[0]))
+    with _decoder_calls(tracer) as second:  # new work on top of what the result holds
+        v = tracer.verify(stored, items=items, mode="knockout", units="tiles", image=image, sentences=[0])
+        stored = stored.with_verification(v)
+    assert first and second
+    cost = stored.verification.cost
+    assert (cost["forwards"], cost["batches"]) == (sum(first) + sum(second), len(first) + len(second))
+    assert stored.verification.check(0) is not None and stored.verification.tile_map(0, image) is not None
+    assert TraceResult.from_json(stored.to_json()).verification.cost == pytest.approx(cost, abs=1e-3)
+    with _decoder_calls(tracer) as third:  # nothing left to measure: nothing runs, nothing is added
+        again = stored.with_verification(tracer.verify(stored, items=items, mode="knockout", sentences=[0]))
+    assert third == [] and again.verification.cost == cost
+
+
+def test_held_tile_maps_are_reused(tracer, traced):
+    """A tile map the result holds in the same mode is not measured again (another threshold only
+    changes what counts as strong); one of the other mode is."""
+    items, result = traced
+    image = next(u for u in result.units if u.modality == "image")
+    rows, cols = result.items[image.item].grid
+    v = tracer.verify(result, units="tiles", image=image.index, sentences=[0], items=items, mode="knockout")
+    stored = result.with_verification(v)
+    with _decoder_calls(tracer) as sequences:
+        again = tracer.verify(stored, units="tiles", image=image.index, sentences=[0], items=items, mode="knockout")
+        stricter = tracer.verify(stored, units="tiles", image=image.index, sentences=[0], items=items,
+                                 mode="knockout", threshold=2.0)
+    assert sequences == [] and again == v
+    assert stricter.threshold == 2.0 and stricter.tile_map(0, image.index) == v.tile_map(0, image.index)
+    assert stricter.cost == v.cost
+    with _decoder_calls(tracer) as sequences:
+        other = tracer.verify(stored, units="tiles", image=image.index, sentences=[0], items=items, mode="input")
+    assert sum(sequences) == other.cost["forwards"] == 1 + rows * cols
 
 
 def test_progress_and_stop(tracer, traced):
