@@ -122,12 +122,18 @@ def config_flags(kind: type) -> dict[str, str]:
     return {name[len(prefix):]: flag for name, flag in SETTING_FLAGS.items() if name.startswith(prefix)}
 
 
-def check_same_settings(output: Path, records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> None:
+#: How a refused resume of ``omnitrace trace`` goes on (see :func:`check_same_settings`).
+RESUME_ADVICE = ("rerun with the settings it was traced with, or start afresh with --overwrite (its results are "
+                 "discarded), or write to another --output")
+
+
+def check_same_settings(output: Path, records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
+                        advice: str = RESUME_ADVICE) -> None:
     """Refuse to resume ``output`` when its records were traced with settings other than ``settings``.
 
     Raises:
         UsageError: naming each setting that differs (as a flag where one sets it), its value in the
-            file and now, and how to start afresh.
+            file and now, and how to go on (``advice``, in the terms of the command that resumes).
     """
     changed: dict[str, tuple[Any, Any]] = {}
     for record in records:
@@ -138,8 +144,7 @@ def check_same_settings(output: Path, records: Sequence[Mapping[str, Any]], sett
     listed = "; ".join(f"{SETTING_FLAGS.get(name, name)} was {_shown(old)}, now {_shown(new)}"
                        for name, (old, new) in sorted(changed.items()))
     raise UsageError(f"output file '{output}' holds results traced with other settings ({listed}). Resuming would "
-                     "mix settings in one file: rerun with the settings it was traced with, or start afresh with "
-                     "--overwrite (its results are discarded), or write to another --output")
+                     f"mix settings in one file: {advice}")
 
 
 def _shown(value: Any) -> str:

@@ -19,7 +19,7 @@ from ..errors import InputError, UsageError
 from ..inputs import parse_sample, sample_keys
 from .questions import check_media
 from .records import append_line, dumps, error_record, prepare_output, read_output, record_metadata
-from .settings import check_same_settings, run_settings
+from .settings import RESUME_ADVICE, check_same_settings, run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def run_batch(
     dtype: str | None = None,
     trace_answer: bool = False,
     heads: bool = False,
+    resume_advice: str = RESUME_ADVICE,
 ) -> RunSummary:
     """Trace ``samples`` (official format) and append one JSON line per sample to ``output``.
 
@@ -97,6 +98,8 @@ def run_batch(
         trace_answer: trace each sample's ``answer`` field (teacher-forced, ``Tracer.trace(answer=...)``)
             instead of a generated answer; a sample without one gets an error record.
         heads: capture each layer's and head's mass per source unit (``Tracer.trace(heads=True)``).
+        resume_advice: how to go on when resuming is refused, in the caller's terms (default: the
+            ``omnitrace trace`` flags).
 
     Keys come from :func:`~omnitrace_core.sample_keys` over the whole file. Samples whose key
     has a record with status "ok" in ``output`` are skipped; errored ones are traced again.
@@ -127,7 +130,7 @@ def run_batch(
         generation=generation or (loaded.generation if loaded else None),
         sources=sources or (loaded.sources if loaded else None),
         curation=curation or (loaded.curation if loaded else None), trace_answer=trace_answer, heads=heads)
-    check_same_settings(output, [r for r in existing if r.get("status") == "ok"], settings)
+    check_same_settings(output, [r for r in existing if r.get("status") == "ok"], settings, resume_advice)
     pending = [p for p in mine if keys[p] not in done]
     summary.skipped = len(mine) - len(pending)
     if not pending:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..batch import load_questions, media_bases
-from ..config import GenerationConfig, SourceConfig
+from ..config import CurationConfig, GenerationConfig, SourceConfig
 from ..assets import DEFAULT_BENCHMARK_DIR, DEFAULT_MODEL_DIR
 from ..errors import UsageError
 from ..evaluation import runner as R
@@ -138,24 +138,26 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     baseline_names = [b for b in args.baselines.split(",") if b]
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="omnitrace-eval-"))
     sources = SourceConfig()
+    curation = CurationConfig()
+    fingerprint = {"curation": curation, "model": args.model, "dtype": args.dtype}  # of the traces in the work dir
     cache: dict[str, Any] = {}
 
     def tracer():
         if "tracer" not in cache:
-            cache["tracer"] = tracer_from_args(args, generation=generation, sources=sources)
+            cache["tracer"] = tracer_from_args(args, generation=generation, sources=sources, curation=curation)
         return cache["tracer"]
 
     traced = {}
     for signal in signals:
         path = given.get(signal) or R.trace_split(tracer, test, signal, work / f"{test.name}.{signal}.jsonl",
-                                                  None, generation, sources, not args.no_progress)
+                                                  None, generation, sources, not args.no_progress, **fingerprint)
         traced[signal] = R.load_traced(path, test.truth, set(sample_keys(test.samples)))
         if not traced[signal].records:
             raise UsageError(f"no successful traces for {signal} in {path}")
     dev_traced = None
     if dev is not None and any(b in ("random", "embedding") for b in baseline_names):
         path = R.trace_split(tracer, dev, signals[0], work / f"{dev.name}.{signals[0]}.jsonl", None, generation,
-                             sources, not args.no_progress) if not given else None
+                             sources, not args.no_progress, **fingerprint) if not given else None
         dev_traced = R.load_traced(path, dev.truth, set(sample_keys(dev.samples))) if path else None
 
     def items_for(split, record):

@@ -82,10 +82,19 @@ def load_traced(path: Path, truth: GroundTruth, keys: set[str] | None = None) ->
 
 
 def trace_split(tracer: Callable[[], Any], split: Split, signal: str, out: Path, limit: int | None,
-                generation: GenerationConfig, sources: SourceConfig, progress: bool) -> Path:
+                generation: GenerationConfig, sources: SourceConfig, progress: bool, *,
+                curation: CurationConfig, model: str, dtype: str | None) -> Path:
+    """Trace a split into ``out`` with :func:`~omnitrace_core.batch.run_batch`, resuming what it holds.
+
+    ``tracer`` is loaded only if some sample is left, so the run's fingerprint cannot be read from it:
+    ``model`` (as the user named it), ``dtype`` and the tracer's ``curation`` are passed in, and an
+    ``out`` traced with another model, signal or setting is refused (UsageError) rather than mixed.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = run_batch(tracer, split.samples, out, bases=split.bases, signal=signal, generation=generation,
-                        sources=sources, limit=limit, progress=progress)
+                        sources=sources, curation=curation, limit=limit, progress=progress, model=model,
+                        dtype=dtype, resume_advice=f"rerun with the model and settings it was traced with, "
+                                                   f"or give another --work-dir (or delete '{out}')")
     logger.info("%s", summary.line())
     return out
 
