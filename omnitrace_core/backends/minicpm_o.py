@@ -24,10 +24,13 @@ model card's omni content, ``chat(omni_mode=True)`` (elements joined with ``""``
 ``<unit>``, the frame as an image, then that frame's span of the audio track. The processor expands
 an image to ``<image_id>k</image_id><image><unk>...</image>`` plus ``<slice><unk>...</slice>`` runs
 for large images, an audio to ``<|audio_start|><unk>...<|audio_end|>``, and reports each run of
-``<unk>`` as ``image_bound`` / ``audio_bounds``: the layout reads media positions from there, and
-text positions by re-finding each text piece's ids (every expansion starts and ends with a special
-token, so the pieces between them tokenise on their own). An image (or frame) is a single tile.
-Positions are plain 1-D.
+``<unk>`` as ``image_bound`` / ``audio_bounds``. User text stays text whatever it spells, as in the
+shared pipeline (:mod:`.user_text`): the processor gets the prompt with special-token strings and
+its own tags masked inside user text, each tag's expansion is the processor's own placeholder
+(:meth:`MiniCPMOBackend.expansions`), and the prompt ids are the real expanded text tokenised with
+user text split from special tokens; the processor's bounds are moved onto those ids. The layout is
+the shared walk of the expansions: a tag's ``<unk>`` tokens are its media, the rest maps back to the
+text items and their characters. An image (or frame) is a single tile. Positions are plain 1-D.
 
 Audio: ``chat()`` merges all audio of one message into one stream before the Whisper encoder
 (``merge_audio_from_same_content``) and cuts it into 30 s pieces. Here each audio item, and each
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -54,7 +57,9 @@ from ..config import SourceConfig
 from ..inputs import AudioItem, ImageItem, Item, TextItem, VideoItem, item_label
 from ..media import MediaLimits
 from .base import PreparedInput, RemoteCodeRefused, register_backend
-from .hf_multimodal import HFMultimodalBackend, LayoutDraft, MediaBatch
+from .expansion import expand, expanded_ranges, walk_expansion
+from .hf_multimodal import HFMultimodalBackend, LayoutContext, LayoutDraft, MediaBatch, Segment
+from .user_text import PromptTokens, locate_texts, marked_parts, mask_special_strings, tokenize_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +87,29 @@ class ChatContent:
     """The user turn as ``chat()`` writes it, with what the processor takes alongside.
 
     Attributes:
-        text: the content string (elements joined by ``"\\n"``, or ``""`` in omni mode).
-        texts: text item -> [start, end) characters in ``text``.
+        parts: the content elements in order, ``{"text": string}``, with ``"item"`` for a text item.
+        separator: what joins them (``"\\n"``, or ``""`` in omni mode).
         tags: the media tags in order.
         images: PIL images, one per image tag.
         audio: waveforms at 16 kHz, one per audio tag.
         audio_parts: per waveform, the stream it belongs to (consecutive equal ids are merged).
     """
 
-    text: str = ""
-    texts: dict[int, tuple[int, int]] = field(default_factory=dict)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    separator: str = "\n"
     tags: list[Tag] = field(default_factory=list)
     images: list[Any] = field(default_factory=list)
     audio: list[np.ndarray] = field(default_factory=list)
     audio_parts: list[int] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The content string."""
+        return self.separator.join(part["text"] for part in self.parts)
+
+    def marked(self) -> "ChatContent":
+        """The same content with every text item's text replaced by its marker (see :func:`.user_text.locate_texts`)."""
+        return replace(self, parts=marked_parts(self.parts))
 
 
 @register_backend
@@ -110,6 +124,16 @@ class MiniCPMOBackend(HFMultimodalBackend):
     eos_strings = ("<|im_end|>", "<|endoftext|>", "<|tts_eos|>")
     enable_thinking = False  # chat()'s default
     max_slice_nums: int | None = None  # None: the processor's configured slicing, as chat() does
+
+    def __init__(self, model: torch.nn.Module, processor: Any, model_id: str,
+                 limits: MediaLimits = MediaLimits()) -> None:
+        super().__init__(model, processor, model_id, limits=limits)
+        # the processor expands its tags wherever they stand, and <audio> is no special token: masked too
+        self._special_strings = tuple(sorted({*self._special_strings, IMAGE_TAG, AUDIO_TAG}, key=len, reverse=True))
+
+    @property
+    def protects_user_text(self) -> bool:
+        return True  # prepare() masks, splits and lays out user text as the shared pipeline does
 
     @classmethod
     def from_pretrained(cls, model_id: str, *, dtype="auto", device=None, device_map=None,
@@ -160,21 +184,20 @@ class MiniCPMOBackend(HFMultimodalBackend):
         """The user content ``chat()`` writes for these items (see the module docstring)."""
         from PIL import Image
 
-        elements: list[tuple[str, int | None]] = []  # (string, text item or None)
-        out = ChatContent()
+        out = ChatContent(separator="" if any(isinstance(it, VideoItem) for it in items) else "\n")  # omni: ""
         audio_items = iter(w for w, v in zip(mb.audio, mb.audio_video) if v is None)
         tracks = {v: w for w, v in zip(mb.audio, mb.audio_video) if v is not None}
         images = iter(mb.images)
         video_index = 0
         for index, item in enumerate(items):
             if isinstance(item, TextItem):
-                elements.append((item.text, index))
+                out.parts.append({"text": item.text, "item": index})
             elif isinstance(item, ImageItem):
-                elements.append((IMAGE_TAG, None))
+                out.parts.append({"text": IMAGE_TAG})
                 out.tags.append(Tag(index, "image"))
                 out.images.append(next(images))
             elif isinstance(item, AudioItem):
-                elements.append((AUDIO_TAG, None))
+                out.parts.append({"text": AUDIO_TAG})
                 duration = mb.media[index]["duration"]
                 out.tags.append(Tag(index, "audio", 0.0, duration))
                 out.audio.append(next(audio_items))
@@ -185,24 +208,16 @@ class MiniCPMOBackend(HFMultimodalBackend):
                 spans = self._track_spans(len(frames), mb.video_fps, track)
                 duration = mb.media[index]["duration"]
                 for f in range(mb.media[index]["frames"]):
-                    elements += [(UNIT, None), (IMAGE_TAG, None)]
+                    out.parts += [{"text": UNIT}, {"text": IMAGE_TAG}]
                     out.tags.append(Tag(index, "video", min(f / mb.video_fps, duration),
                                         min((f + 1) / mb.video_fps, duration)))
                     out.images.append(Image.fromarray(frames[f]))
                     if f < len(spans):
                         lo, hi = spans[f]
-                        elements.append((AUDIO_TAG, None))
+                        out.parts.append({"text": AUDIO_TAG})
                         out.tags.append(Tag(index, "video_audio", lo / self.sampling_rate, hi / self.sampling_rate))
                         out.audio.append(track[lo:hi])
                         out.audio_parts.append(index)
-        separator = "" if any(isinstance(it, VideoItem) for it in items) else "\n"  # omni_mode joins with ""
-        pieces = []
-        for k, (string, text_item) in enumerate(elements):
-            start = sum(map(len, pieces)) + (len(separator) if k else 0)
-            if text_item is not None:
-                out.texts[text_item] = (start, start + len(string))
-            pieces.append((separator if k else "") + string)
-        out.text = "".join(pieces)
         return out
 
     def _track_spans(self, frames: int, fps: float, track: np.ndarray | None) -> list[tuple[int, int]]:
@@ -222,94 +237,130 @@ class MiniCPMOBackend(HFMultimodalBackend):
                                                   use_tts_template=bool(content.audio),
                                                   enable_thinking=self.enable_thinking)
 
-    def prepare(self, items: Sequence[Item], sources: SourceConfig,
-                system_prompt: str | None = None) -> PreparedInput:
-        mb = self.load_media(items, sources)
+    def prepare(self, items: Sequence[Item], sources: SourceConfig, system_prompt: str | None = None,
+                media: MediaBatch | None = None) -> PreparedInput:
+        """See :meth:`Backend.prepare`. ``media``: the items' media as :meth:`load_media` returned them,
+        possibly edited (verification greys out an image or silences a second); loaded here when None."""
+        mb = self.load_media(items, sources) if media is None else media
         content = self.chat_content(items, mb)
-        rendered = self.render_chat(content, system_prompt or self.default_system_prompt)
-        # chat()'s processor call, without its max_length truncation (the tracer has its own limit)
-        batch = self.processor([rendered], [content.images], [content.audio], [content.audio_parts],
+        system_prompt = system_prompt or self.default_system_prompt
+        rendered = self.render_chat(content, system_prompt)
+        text_ranges = locate_texts(rendered, self.render_chat(content.marked(), system_prompt), items)
+        # chat()'s processor call, without its max_length truncation (the tracer has its own limit), on the
+        # prompt with special-token strings and tags masked in user text: it expands only our tags
+        masked = mask_special_strings(rendered, text_ranges, self._special_strings)
+        batch = self.processor([masked], [content.images], [content.audio], [content.audio_parts],
                                max_slice_nums=self.max_slice_nums, use_image_id=None, stream_input=False,
                                return_tensors="pt", max_length=None)
-        input_ids = torch.as_tensor(batch["input_ids"]).long()
-        layout = self.lay_out(input_ids[0].numpy(), rendered, batch, content, mb)
-        device = self.input_device
+        replacements = self.expansions(masked, batch, content)
+        spans = expanded_ranges(text_ranges, replacements)
+        # the processor encodes with the tokenizer's special tokens added (none for this tokenizer)
+        tokens = tokenize_prompt(self.tokenizer, expand(rendered, replacements),
+                                 [(lo, hi) for lo, hi, _lead in spans.values()], add_special_tokens=True)
         data = {key: batch[key] for key in _DATA_KEYS if key in batch}
+        data.update(self._moved_bounds(batch, expand(masked, replacements), tokens))
+        layout = self.lay_out(tokens, replacements, spans, data, content, mb)
+        device = self.input_device
+        input_ids = torch.tensor([tokens.ids], dtype=torch.long)
         return PreparedInput(input_ids=input_ids.to(device), layout=layout, labels=[item_label(it) for it in items],
                              model_inputs={}, extras={"position_ids": torch.arange(input_ids.shape[1],
                                                                                    device=device)[None],
                                                       "rope_delta": 0, "data": _to(data, device, self.model.dtype)},
                              media=mb.media)
 
-    # -- layout ----------------------------------------------------------------------------
-    def lay_out(self, ids: np.ndarray, rendered: str, batch: Any, content: ChatContent,
-                mb: MediaBatch) -> L.TokenLayout:
-        """Media tokens from the processor's bounds; text tokens by re-finding each text piece's ids."""
-        draft = LayoutDraft(len(ids))
-        image_start = self.token_id("<image>")
-        pictures: list[list[tuple[int, int]]] = []
-        for start, end in np.asarray(batch["image_bound"][0]).reshape(-1, 2).tolist():
-            if ids[start - 1] == image_start or not pictures:  # <image> begins a picture, <slice> runs continue it
-                pictures.append([])
-            pictures[-1].append((start, end))
-        audio_runs = np.asarray(batch["audio_bounds"][0]).reshape(-1, 2).tolist()
-        visual = [t for t in content.tags if t.kind in ("image", "video")]
-        if len(pictures) != len(visual) or len(audio_runs) != len(content.tags) - len(visual):
-            raise RuntimeError(f"token layout mismatch: the processor wrote {len(pictures)} images and "
-                               f"{len(audio_runs)} audio runs for {len(visual)} image and "
-                               f"{len(content.tags) - len(visual)} audio tags")
-        pictures_iter, audio_iter = iter(pictures), iter(audio_runs)
-        step = self.audio_seconds_per_token
-        for tag in content.tags:
-            if tag.kind in ("image", "video"):
-                positions = np.concatenate([np.arange(a, b) for a, b in next(pictures_iter)])
-                kind = L.IMAGE if tag.kind == "image" else L.VIDEO_VISUAL
-                draft.tiles(positions, tag.item, (1, 1), np.zeros(len(positions), np.int64), kind=kind)
-                if tag.kind == "video":
-                    draft.times(positions, tag.item, kind, np.full(len(positions), tag.start),
-                                np.full(len(positions), tag.end))
-                    draft.durations[tag.item] = mb.media[tag.item]["duration"]
-            else:
-                a, b = next(audio_iter)
-                positions = np.arange(a, b)
-                duration = mb.media[tag.item]["duration"]
-                end = min(tag.end, duration)
-                start = np.minimum(tag.start + np.arange(len(positions)) * step, end)
-                kind = L.AUDIO if tag.kind == "audio" else L.VIDEO_AUDIO
-                draft.times(positions, tag.item, kind, start, np.minimum(start + step, end))
-                draft.durations[tag.item] = duration
-        self._lay_text(draft, ids, rendered, content)
-        return draft.freeze()
+    def expansions(self, masked: str, batch: Any, content: ChatContent) -> list[dict[str, Any]]:
+        """Where the processor expanded each tag of ``masked`` and into what, as transformers'
+        ``text_replacement_offsets`` records (``type``, ``span``, ``new_span``, ``replacement``).
 
-    def _lay_text(self, draft: LayoutDraft, ids: np.ndarray, rendered: str, content: ChatContent) -> None:
-        """Find each text item's tokens: the tag-free pieces of the prompt tokenise on their own (the tags'
-        expansions start and end with special tokens), so their ids appear verbatim, in order."""
-        base = rendered.find("<|im_start|>user\n" + content.text)
-        if base < 0:
-            raise RuntimeError("the chat template altered the user content; cannot locate it in the prompt")
-        base += len("<|im_start|>user\n")
-        ranges = {item: (base + lo, base + hi) for item, (lo, hi) in content.texts.items()}
-        cursor, offset = 0, 0
-        for piece in _TAGS.split(rendered):
-            if _TAGS.fullmatch(piece) or not piece:
-                offset += len(piece)
-                continue
-            enc = self.tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
-            pids = list(enc["input_ids"])
-            at = _find(ids, pids, cursor)
-            if at < 0:
-                raise RuntimeError("token layout mismatch: a text piece of the prompt is not in the processor's ids")
-            for k, (s, e) in enumerate(enc["offset_mapping"]):
-                s, e = s + offset, e + offset
-                anchor = next((c for c in range(s, e) if not rendered[c].isspace()), s)
-                for item, (lo, hi) in ranges.items():
-                    if lo <= anchor < hi:
-                        i = at + k
-                        draft.kind[i], draft.item[i] = L.TEXT, item
-                        draft.char_start[i], draft.char_end[i] = max(s, lo) - lo, min(e, hi) - lo
-                        break
-            cursor = at + len(pids)
-            offset += len(piece)
+        Each expansion is the processor's own placeholder for that image (``get_slice_image_placeholder``)
+        or audio (``get_audio_placeholder``), with the arguments its call passes; :meth:`_moved_bounds`
+        checks that they give the processor's ids.
+        """
+        records: list[dict[str, Any]] = []
+        shift, images, audio = 0, 0, iter(content.audio)
+        for match in _TAGS.finditer(masked):
+            if match.group() == IMAGE_TAG:
+                kind = "image"
+                text = self.processor.image_processor.get_slice_image_placeholder(
+                    batch["image_sizes"][0][images], images, self.max_slice_nums, None)
+                images += 1
+            else:
+                kind = "audio"
+                text = self.processor.get_audio_placeholder(len(next(audio)), chunk_input=False)
+            start = match.start() + shift
+            records.append({"type": kind, "span": match.span(), "new_span": (start, start + len(text)),
+                            "replacement": text})
+            shift += len(text) - len(match.group())
+        return records
+
+    def _moved_bounds(self, batch: Any, masked_expanded: str, tokens: PromptTokens) -> dict[str, Any]:
+        """The processor's ``image_bound`` / ``audio_bounds`` moved onto the prompt ids ``tokens``.
+
+        The bounds index the processor's tokenisation of the masked prompt; where user text made the ids
+        differ, each bound's token (an expansion's ``<unk>`` or closing special token, the same in both) is
+        found again by its first character.
+        """
+        enc = self.tokenizer(masked_expanded, return_offsets_mapping=True)
+        if list(enc["input_ids"]) != batch["input_ids"][0].tolist():
+            raise RuntimeError("token layout mismatch: the processor's ids differ from a tokenisation of its "
+                               "expanded prompt")
+        if tokens.ids == list(enc["input_ids"]):
+            return {}
+        starts = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)[:, 0]
+        index = {int(s): i for i, (s, e) in enumerate(tokens.offsets.tolist()) if e > s}
+        moved = {}
+        for key in ("image_bound", "audio_bounds"):
+            bounds = torch.as_tensor(batch[key][0])
+            moved[key] = [bounds.new_tensor([index[int(starts[p])] for p in bounds.reshape(-1).tolist()]
+                                            ).reshape(-1, 2)]
+        return moved
+
+    # -- layout ----------------------------------------------------------------------------
+    def lay_out(self, tokens: PromptTokens, replacements: list[dict[str, Any]],
+                spans: dict[int, tuple[int, int, int]], data: dict[str, Any], content: ChatContent,
+                mb: MediaBatch) -> L.TokenLayout:
+        """The shared walk of the tags' expansions (:func:`.expansion.walk_expansion`), checked against the
+        model's image and audio bounds.
+
+        Args:
+            tokens: the prompt ids with their spans in the expanded text.
+            replacements: the tags' expansions (:meth:`expansions`).
+            spans: text item ranges in the expanded text.
+            data: the model's inputs, with the bounds on ``tokens``.
+            content: the user content (its tags, in prompt order, match the expansions).
+            mb: the loaded media.
+        """
+        segments = [Segment(tag.item, "image" if tag.kind in ("image", "video") else "audio", k)
+                    for k, tag in enumerate(content.tags)]
+        unk = self.tokenizer.unk_token_id
+
+        def fill(draft: LayoutDraft, segment: Segment, positions: np.ndarray, ctx: LayoutContext) -> None:
+            self._lay_tag(draft, content.tags[segment.index], self.placeholder_positions(ctx, positions, unk), mb)
+
+        layout = walk_expansion(tokens, {"text_replacement_offsets": [replacements]}, replace(mb, segments=segments),
+                                spans, fill)
+        for kinds, key in (((L.IMAGE, L.VIDEO_VISUAL), "image_bound"), ((L.AUDIO, L.VIDEO_AUDIO), "audio_bounds")):
+            if not np.array_equal(np.flatnonzero(np.isin(layout.kind, kinds)), _bound_positions(data[key][0])):
+                raise RuntimeError(f"token layout mismatch: the tags' <unk> tokens are not the model's {key}")
+        return layout
+
+    def _lay_tag(self, draft: LayoutDraft, tag: Tag, positions: np.ndarray, mb: MediaBatch) -> None:
+        """One tag's feature slots: an image or frame is one tile (its resampler queries have no spatial
+        order), an audio span one token per ``audio_seconds_per_token`` from the span's start."""
+        if tag.kind in ("image", "video"):
+            kind = L.IMAGE if tag.kind == "image" else L.VIDEO_VISUAL
+            draft.tiles(positions, tag.item, (1, 1), np.zeros(len(positions), np.int64), kind=kind)
+            if tag.kind == "video":
+                draft.times(positions, tag.item, kind, np.full(len(positions), tag.start),
+                            np.full(len(positions), tag.end))
+                draft.durations[tag.item] = mb.media[tag.item]["duration"]
+            return
+        duration = mb.media[tag.item]["duration"]
+        end = min(tag.end, duration)
+        start = np.minimum(tag.start + np.arange(len(positions)) * self.audio_seconds_per_token, end)
+        kind = L.AUDIO if tag.kind == "audio" else L.VIDEO_AUDIO
+        draft.times(positions, tag.item, kind, start, np.minimum(start + self.audio_seconds_per_token, end))
+        draft.durations[tag.item] = duration
 
     # -- model calls -----------------------------------------------------------------------
     def embed_prompt(self, prepared: PreparedInput) -> torch.Tensor:
@@ -353,18 +404,6 @@ class MiniCPMOBackend(HFMultimodalBackend):
         raise NotImplementedError("MiniCPM-o generates through its own chat(); the untraced baseline is not wired")
 
 
-def _find(haystack: np.ndarray, needle: list[int], start: int) -> int:
-    """First index >= start where ``needle`` occurs in ``haystack`` (-1 if none)."""
-    n = len(needle)
-    if n == 0:
-        return start
-    first = needle[0]
-    for i in np.flatnonzero(haystack[start:] == first) + start:
-        if haystack[i:i + n].tolist() == needle:
-            return int(i)
-    return -1
-
-
 def _to(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
     """Move the processor's (nested) tensors to the model; floating tensors to its dtype."""
     if isinstance(value, torch.Tensor):
@@ -374,3 +413,9 @@ def _to(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_to(v, device, dtype) for v in value)
     return value
+
+
+def _bound_positions(bounds: Any) -> np.ndarray:
+    """The positions inside (n, 2) [start, end) bounds, in order."""
+    pairs = np.asarray(bounds).reshape(-1, 2).tolist()
+    return np.concatenate([np.arange(a, b) for a, b in pairs] or [np.zeros(0, np.int64)]).astype(np.int64)
