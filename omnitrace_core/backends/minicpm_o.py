@@ -400,6 +400,11 @@ class MiniCPMOBackend(HFMultimodalBackend):
         out = self.model.llm(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True)
         return out.logits[0, -1]
 
+    def lm_decoder(self) -> torch.nn.Module:
+        """The decoder stack :meth:`prefill` runs (``get_decoder()`` is the whole ``Qwen3ForCausalLM`` here):
+        verification's teacher forcing stops the prefill at its door and runs it alone."""
+        return self.model.llm.model
+
     def generate_kwargs(self, prepared: PreparedInput) -> dict[str, Any]:
         raise NotImplementedError("MiniCPM-o generates through its own chat(); the untraced baseline is not wired")
 

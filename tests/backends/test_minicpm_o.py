@@ -30,6 +30,7 @@ from omnitrace_core.backends.user_text import special_ids
 from omnitrace_core.capture import CAPTURE_ATTENTION
 from omnitrace_core.cli import main
 from omnitrace_core.media import load_audio, load_image, load_video
+from omnitrace_core.verification import Verifier, removal
 from tests import media_files
 from tests.backends import tiny_families as tf
 from tests.shared_files import MINICPM_O_4_5, OFFICIAL_EXAMPLES, require
@@ -464,3 +465,78 @@ def test_official_examples_run_through_the_cli(minicpm_o_dir, name, tmp_path):
             assert "<image>" in question.text[units[0].char_start:units[0].char_end]
             assert result.unit_scores()[0][:, units[0].index].sum() > 0  # its tokens were traced to it
 
+
+# --------------------------------------------------------------------------- verification
+@pytest.fixture(scope="module")
+def verified_items(media):
+    return [TextItem("Answer briefly.\n", is_prompt=True), TextItem("The kite is red. Which one is red?"),
+            ImageItem(str(media["image_b"])), AudioItem(str(media["audio"]))]
+
+
+@pytest.fixture(scope="module")
+def traced(backend, verified_items):
+    return Tracer(backend).trace(verified_items, generation=GEN)
+
+
+def _forced_logp(backend, prepared, generated) -> np.ndarray:
+    """Reference: the model's own embedding of the prompt (vision and audio encoders), the generated tokens
+    after it, one forward of its language model, no cache."""
+    llm = backend.model.llm
+    with torch.no_grad():
+        tail = llm.get_input_embeddings()(torch.tensor([generated[:-1]]))
+        embeds = torch.cat([backend.embed_prompt(prepared), tail], dim=1)
+        logits = llm(inputs_embeds=embeds, position_ids=torch.arange(embeds.shape[1])[None]).logits
+    logp = torch.log_softmax(logits[0, prepared.length - 1:].double(), -1)
+    return logp[torch.arange(len(generated)), torch.tensor(generated)].numpy()
+
+
+def test_teacher_forcing_reproduces_the_traced_log_probabilities(backend, verified_items, traced):
+    generated = [t.token_id for t in traced.tokens]
+    verifier = Verifier.for_result(backend, traced, verified_items, mode="knockout")
+    np.testing.assert_allclose(verifier.base.logp, [t.logprob for t in traced.tokens], atol=1e-4)
+    np.testing.assert_allclose(verifier.base.logp, _forced_logp(backend, verifier.ablator.prepared, generated),
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["input", "knockout"])
+def test_verify_measures_every_unit_in_both_modes(backend, verified_items, traced, mode):
+    tracer = Tracer(backend)
+    verification = tracer.verify(traced, mode=mode, items=verified_items)
+    assert verification.units == tuple(range(len(traced.units))) and not verification.stopped
+    assert {u.modality for u in traced.units} == {"text", "image", "audio"}
+    expected = [sum(t.logprob for t in traced.tokens[s.token_start:s.token_end]) for s in traced.spans]
+    np.testing.assert_allclose(verification.logp, expected, atol=1e-4)  # removing nothing: the traced output
+    assert np.all(np.abs(verification.effects).max(axis=0) > 1e-6)  # every unit's removal changes the logits
+    assert (verification.cost["encodes"] > 0) == (mode == "input")  # only input mode re-encodes media
+
+
+def test_input_mode_is_the_model_on_the_edited_input(backend, verified_items, traced, tmp_path):
+    """Removing the image in input mode = the model on the same prompt with a flat image of its mean colour."""
+    from omnitrace_core.verification.ablation import grey_image
+
+    image = next(u for u in traced.units if u.modality == "image")
+    verifier = Verifier.for_result(backend, traced, verified_items, mode="input")
+    removed = verifier.score([removal([image.index])])[0]
+    grey = tmp_path / "grey.png"
+    grey_image(load_image(verified_items[image.item].source)).save(grey)
+    edited = [ImageItem(str(grey)) if k == image.item else item for k, item in enumerate(verified_items)]
+    generated = [t.token_id for t in traced.tokens]
+    np.testing.assert_allclose(removed.logp, _forced_logp(backend, backend.prepare(edited, SourceConfig()), generated),
+                               atol=1e-4)
+    assert not np.allclose(removed.logp, verifier.base.logp, atol=1e-6)
+
+
+@pytest.mark.parametrize("modality", ["text", "image", "audio"])
+def test_knockout_is_the_forward_without_the_units_tokens(backend, verified_items, traced, modality):
+    unit = next(u.index for u in traced.units if u.modality == modality)
+    verifier = Verifier.for_result(backend, traced, verified_items, mode="knockout")
+    knocked = verifier.score([removal([unit])])[0]
+    generated = [t.token_id for t in traced.tokens]
+    embeds, positions = backend.lm_inputs(verifier.ablator.prepared, generated)
+    deleted = verifier.ablator.blocked(removal([unit]))
+    keep = torch.as_tensor(np.setdiff1d(np.arange(embeds.shape[1]), deleted))
+    rows = backend.lm_forward(embeds[:, keep], positions[..., keep], None,
+                              backend.new_cache())[0, traced.prompt_tokens - 1 - len(deleted):]
+    logp = torch.log_softmax(backend.lm_logits(rows).double(), -1)[torch.arange(len(generated)),
+                                                                    torch.tensor(generated)].numpy()
+    np.testing.assert_allclose(knocked.logp, logp, atol=1e-4)
