@@ -27,14 +27,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from .backends.user_text import special_ids
+from .backends.user_text import encode_special_split, special_ids
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
 def answer_token_ids(tokenizer: Any, prompt_ids: Sequence[int], answer: str) -> list[int]:
@@ -58,12 +54,12 @@ def answer_token_ids(tokenizer: Any, prompt_ids: Sequence[int], answer: str) -> 
     last = max((k for k, i in enumerate(prompt_ids) if i in specials), default=-1)
     tail_ids = prompt_ids[last + 1:]
     tail = tokenizer.decode(tail_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    ids = _encode(tokenizer, tail + answer)
+    ids = encode_special_split(tokenizer, tail + answer)
     if ids[:len(tail_ids)] == tail_ids:
         ids = ids[len(tail_ids):]
     else:  # the answer's start would merge with the prefix; the model starts a token of its own there
         logger.info("the answer's first characters merge with the prompt's last token; tokenised on its own")
-        ids = _encode(tokenizer, answer)
+        ids = encode_special_split(tokenizer, answer)
     if not ids:
         raise InputError(f"the answer {answer!r} has no tokens")
     return ids

@@ -1,6 +1,7 @@
 """User text in a prompt: where each text item lies, how it is kept text, and which characters each token covers.
 
-Three guarantees, whatever the text (any Unicode, any string the model's tokenizer treats as special):
+Three guarantees, whatever the text (any Unicode, any string the model's tokenizer reads as one added
+token, special or not):
 
 - **Where**: each text item is found in the rendered chat template by rendering the same messages
   once more with a marker in place of every text (:func:`locate_texts`); a search for the text
@@ -11,7 +12,9 @@ Three guarantees, whatever the text (any Unicode, any string the model's tokeniz
   character of the same length (:func:`mask_special_strings`), so it expands only the template's
   placeholders and its record of where it expanded them holds for the real text; the prompt ids are
   then a tokenisation of the real expanded text in which the stretches holding user text are
-  tokenised with special tokens split (:func:`tokenize_prompt`).
+  tokenised as plain text (:func:`tokenize_prompt`). The same rule holds for added tokens that are
+  not special (Qwen's ``<tool_call>``): typed by a user, they are text, not the token a model
+  writes to call a tool.
 - **Which characters**: the tokeniser's offsets overlap (byte-level BPE splits one emoji, flag or
   ZWJ sequence over several tokens) or leave gaps (NFC folds ``e`` + U+0301 into one character).
   :func:`char_spans` cuts each text item into consecutive ranges, one per token, so that the
@@ -26,7 +29,10 @@ that stretch is tokenised in pieces, one text item each.
 from __future__ import annotations
 
 import bisect
+import json
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -40,6 +46,9 @@ _MARKER = "\ue000{}\ue001"
 _MARKER_RE = re.compile("\ue000(\\d+)\ue001")
 #: Characters that may overwrite a masked special-token string (the first that is in none of them).
 _NEUTRAL = "#~*=x0"
+#: tokenizer -> {kind: (its size when copied, a private copy of its backend)}; see :func:`_private_backend`
+_BACKENDS: "weakref.WeakKeyDictionary[Any, dict[str, tuple[int, Any]]]" = weakref.WeakKeyDictionary()
+_BACKENDS_LOCK = threading.Lock()
 
 
 def marked_parts(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,6 +104,58 @@ def special_ids(tokenizer: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
+def added_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of every token the tokenizer matches as a whole string before its model runs: its special
+    tokens and its other added tokens (Qwen's ``<tool_call>``)."""
+    return special_ids(tokenizer) | frozenset(getattr(tokenizer, "added_tokens_decoder", {}))
+
+
+def encode_as_text(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and [start, end) character offsets of ``text`` read as plain text: no added token, special
+    or not, is matched; every character goes through the model's own tokenisation.
+
+    The tokenizer itself is left as it is, so concurrent calls cannot disturb each other: transformers'
+    per-call ``split_special_tokens=True`` sets a flag on the tokenizer's shared backend and leaves it
+    set (a trace in another thread then reads its own prompt with specials split, or this one without),
+    and it keeps non-special added tokens whole anyway.
+    """
+    enc = _private_backend(tokenizer, "text").encode(text, add_special_tokens=False)
+    return list(enc.ids), [(int(s), int(e)) for s, e in enc.offsets]
+
+
+def encode_special_split(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` with special-token strings read as text and other added tokens kept: what
+    ``tokenizer(text, add_special_tokens=False, split_special_tokens=True)`` gives, without changing the
+    tokenizer (see :func:`encode_as_text`)."""
+    return list(_private_backend(tokenizer, "split_special").encode(text, add_special_tokens=False).ids)
+
+
+def _private_backend(tokenizer: Any, kind: str) -> Any:
+    """A copy of the (fast) tokenizer's backend, made once per tokenizer and never changed afterwards.
+
+    ``kind``: "text" (no added tokens) or "split_special" (special tokens not matched). A copy takes
+    about a second for Qwen's 150k-token vocabulary; it is made again if tokens were added since.
+    """
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TypeError(f"{type(tokenizer).__name__} is not a fast tokenizer; user text needs one "
+                        "(load the processor with its fast tokenizer)")
+    size = backend.get_vocab_size(with_added_tokens=True)
+    with _BACKENDS_LOCK:
+        copies = _BACKENDS.setdefault(tokenizer, {})
+        if kind not in copies or copies[kind][0] != size:
+            state = json.loads(backend.to_str())
+            state["truncation"] = state["padding"] = None  # a call's settings, left there by transformers
+            if kind == "text":
+                state["added_tokens"] = []
+            copy = Tokenizer.from_str(json.dumps(state))
+            copy.encode_special_tokens = kind == "split_special"
+            copies[kind] = (size, copy)
+        return copies[kind][1]
+
+
 def mask_special_strings(rendered: str, ranges: dict[int, tuple[int, int, int]], specials: Sequence[str]) -> str:
     """``rendered`` with every special-token string inside a text item overwritten, same length.
 
@@ -137,10 +198,10 @@ def tokenize_prompt(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]],
     """Tokenise a prompt as the processor does, except that user text stays text.
 
     The whole text is tokenised at once (the processor's ids). A stretch between two of the
-    template's special tokens is tokenised again, in pieces (one per user span) and with special
-    tokens split, if a user span in it holds a special token or a token there straddles two user
-    spans: tokenisers treat the stretches between special tokens independently, so nothing else
-    changes.
+    template's added tokens is tokenised again, in pieces (one per user span) and as plain text
+    (:func:`encode_as_text`), if a user span in it holds an added token (special or not) or a token
+    there straddles two user spans: tokenisers treat the stretches between added tokens
+    independently, so nothing else changes.
 
     Args:
         tokenizer: the processor's (fast) tokenizer.
@@ -149,20 +210,20 @@ def tokenize_prompt(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]],
         add_special_tokens: as passed to the processor.
 
     Raises:
-        InputError: the tokenizer cannot read a piece of user text as text (it keeps a special
-            token whole even with special tokens split).
+        InputError: the tokenizer cannot read a piece of user text as text (its own vocabulary
+            makes an added token of it).
     """
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
     spans = sorted((int(a), int(b)) for a, b in spans if b > a)
-    specials = list(special_ids(tokenizer))
+    added = list(added_ids(tokenizer))
     owner = span_owner(offsets, spans)
-    is_special = np.isin(ids, specials)
-    broken = (is_special & (owner >= 0)) | (owner == -2)
+    is_added = np.isin(ids, added)
+    broken = (is_added & (owner >= 0)) | (owner == -2)
     if not broken.any():
         return PromptTokens(ids, offsets, False)
-    # the template's own special tokens bound the stretches a tokenizer reads independently
-    wall = is_special & (owner == -1) & (offsets[:, 1] > offsets[:, 0])
+    # the template's own added tokens bound the stretches a tokenizer reads independently
+    wall = is_added & (owner == -1) & (offsets[:, 1] > offsets[:, 0])
     stretches = _stretches(offsets[wall], len(text))
     starts = [lo for lo, _ in stretches]
     stretch = np.array([_stretch_of(stretches, starts, s, e) if e > s and not w else -1
@@ -181,7 +242,7 @@ def tokenize_prompt(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]],
                 new_offsets += piece_offsets
     result = np.asarray(new_offsets, dtype=np.int64).reshape(-1, 2)
     owner = span_owner(result, spans)
-    left = (np.isin(new_ids, specials) & (owner >= 0)) | (owner == -2)
+    left = (np.isin(new_ids, added) & (owner >= 0)) | (owner == -2)
     if left.any():
         s, e = result[int(np.flatnonzero(left)[0])]
         raise InputError(f"the tokenizer cannot read {text[s:e]!r} in the input text as text; reword that part")
@@ -220,7 +281,7 @@ def _stretch_of(stretches: list[tuple[int, int]], starts: list[int], s: int, e: 
 
 def _tokenize_pieces(tokenizer: Any, text: str, stretch: tuple[int, int],
                      spans: list[tuple[int, int]]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """Tokenise a stretch with special tokens split, cut after each user span that another one follows in it.
+    """Tokenise a stretch as plain text, cut after each user span that another one follows in it.
 
     Each piece then holds one user span, with the template text before it (a separator between
     two texts, such as a line break, can join both of them into one token otherwise).
@@ -232,8 +293,8 @@ def _tokenize_pieces(tokenizer: Any, text: str, stretch: tuple[int, int],
     for a, b in zip([lo, *cuts], [*cuts, hi]):
         if b <= a:
             continue
-        enc = tokenizer(text[a:b], add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
-        out.append((list(enc["input_ids"]), [(s + a, e + a) for s, e in enc["offset_mapping"]]))
+        ids, offsets = encode_as_text(tokenizer, text[a:b])
+        out.append((ids, [(s + a, e + a) for s, e in offsets]))
     return out
 
 

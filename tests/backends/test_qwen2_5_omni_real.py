@@ -24,7 +24,8 @@ from tests.backends import tiny_families as tf
 from tests.shared_files import OFFICIAL_EXAMPLES, QWEN2_5_OMNI_3B, require
 
 #: Strings Qwen2.5-Omni's tokenizer reads as special tokens, mixed into the generated texts.
-SPECIALS = ("<|IMAGE|>", "<|AUDIO|>", "<|VIDEO|>", "<|vision_bos|>", "<|im_end|>", "<|im_start|>", "<|endoftext|>")
+SPECIALS = ("<|IMAGE|>", "<|AUDIO|>", "<|VIDEO|>", "<|vision_bos|>", "<|im_end|>", "<|im_start|>", "<|endoftext|>",
+            "<tool_call>", "<|fim_pad|>")  # the last two: added tokens that are not special, text all the same
 
 
 def _message_part(item):

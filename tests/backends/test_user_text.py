@@ -3,11 +3,15 @@ text whatever it spells, and lays out right next to tag expansions that merge wi
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 import pytest
 
 from omnitrace_core import layout as L
 from omnitrace_core.backends.expansion import MediaBatch, Segment, expand, expanded_ranges, walk_expansion
+from omnitrace_core.answer import answer_token_ids
 from omnitrace_core.backends.user_text import char_spans, tokenize_prompt
 from tests.shared_files import QWEN2_5_OMNI_3B, require
 
@@ -49,6 +53,75 @@ def test_special_token_strings_in_user_text_are_split_and_the_rest_is_the_tokeni
     plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     assert tokens.ids[:inside.argmax()] == plain[:inside.argmax()]  # the template's ids are untouched
     assert tokens.ids[-7:] == plain[-7:]
+
+
+def _user_prompt(user: str, system: str = "You are a helpful assistant.") -> tuple[str, tuple[int, int]]:
+    prompt = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|vision_bos|><|IMAGE|>"
+              f"<|vision_eos|><|im_end|>\n<|im_start|>assistant\n")
+    lo = prompt.index(f"user\n{user}") + len("user\n")
+    return prompt, (lo, lo + len(user))
+
+
+def test_added_tokens_that_are_not_special_are_text_in_user_text_and_tokens_in_the_template(tokenizer):
+    """``<tool_call>`` is an added token of Qwen's tokenizer but not a special one: typed by a user it is
+    text, like a special-token string; written by the template (here its system prompt) it stays a token."""
+    user = "call <tool_call>f()</tool_call> then <|fim_prefix|>!"
+    prompt, span = _user_prompt(user, system="Tools: <tool_call>")
+    added = tokenizer.convert_tokens_to_ids(["<tool_call>", "</tool_call>", "<|fim_prefix|>"])
+    assert not any(tokenizer.added_tokens_decoder[i].special for i in added)
+    tokens = tokenize_prompt(tokenizer, prompt, [span], add_special_tokens=False)
+    assert tokens.resplit
+    inside = (tokens.offsets[:, 0] >= span[0]) & (tokens.offsets[:, 1] <= span[1])
+    user_ids = [t for t, i in zip(tokens.ids, inside) if i]
+    assert not set(user_ids) & set(added) and tokenizer.decode(user_ids) == user
+    assert tokens.ids.count(added[0]) == 1  # the system prompt's, as the tokenizer reads it
+    plain = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    after = [t for t, (s, _) in zip(plain["input_ids"], plain["offset_mapping"]) if s >= span[1]]
+    assert tokens.ids[:inside.argmax()] == plain["input_ids"][:inside.argmax()]  # the template's are untouched
+    assert tokens.ids[-len(after):] == after
+
+
+def test_tokenising_user_text_leaves_the_tokenizer_as_it_was(tokenizer):
+    backend = tokenizer.backend_tokenizer
+    prompt, span = _user_prompt("hi <|IMAGE|> there")
+    tokenizer("warm up", add_special_tokens=False)
+    assert not backend.encode_special_tokens and not tokenizer.split_special_tokens
+    assert tokenize_prompt(tokenizer, prompt, [span], add_special_tokens=False).resplit
+    assert answer_token_ids(tokenizer, tokenizer(prompt)["input_ids"], "an <|im_end|> answer")
+    assert not backend.encode_special_tokens and not tokenizer.split_special_tokens
+
+
+def test_two_threads_tokenising_at_once_both_get_their_own_result(tokenizer):
+    """One trace's user text holds special-token strings (tokenised as text), the other's does not: run
+    together, as two traces of the app can, neither sees the other's way of reading specials."""
+    long = " ".join(f"word{k}" for k in range(300))
+    jobs = [_user_prompt(f"{long} <|IMAGE|> and <|im_end|> {long}"), _user_prompt(f"{long} plain {long}")]
+    expected = [tokenize_prompt(tokenizer, prompt, [span], False).ids for prompt, span in jobs]
+    assert expected[0] != expected[1]
+    start = threading.Barrier(len(jobs))
+    failures: list[str] = []
+
+    def work(k: int) -> None:
+        prompt, span = jobs[k]
+        start.wait()
+        try:
+            for _ in range(40):
+                if tokenize_prompt(tokenizer, prompt, [span], False).ids != expected[k]:
+                    failures.append(f"job {k}: other ids")
+        except Exception as exc:  # noqa: BLE001 - a failure in a thread is reported by the test
+            failures.append(f"job {k}: {type(exc).__name__}: {exc}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, as a busy server does
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures[:3]
 
 
 @pytest.mark.parametrize("first, between, second", [("Hello ", "", "world"), (">", "\n", "\n")])
