@@ -85,9 +85,11 @@ def run_trace(tracer: Tracer, ctx: ViewContext, limits: InputLimits, session: Se
         most every UPDATE_EVERY_S with the text written so far), then the final result.
 
     Raises:
+        PageBusy: the page is verifying (with a concurrency over 1).
         InputError / ConfigError / MediaError: bad input (the caller shows them as gr.Error).
     """
     items = list(items or [])
+    refuse_while_busy(session, "trace")
     if not leave_queue(session):
         yield ctx.explorer(session, items=items), status_html("stopped", "Stopped before it started: nothing was "
                                                               "traced, the previous trace is kept.")
@@ -167,10 +169,27 @@ def _generate(ctx: ViewContext, session: Session, items: list[ComposedItem], sig
 
 def request_run(session: Session) -> Any:
     """Trace (or Verify) was pressed: mark the run queued, so that Stop can cancel it before it starts."""
-    if session.running:  # one run at a time per page: the Trace event itself is skipped while one runs
+    if session.running:  # Stop belongs to the running run; this one waits for it or is refused (refuse_while_busy)
         return gr.skip()
     session.queued = True
     return status_html("running", "Waiting for the model...")
+
+
+class PageBusy(InputError):
+    """Another run of the page (a trace or a verification) holds the model: this one is refused."""
+
+
+BUSY = {"trace": "tracing", "verify": "verifying"}
+
+
+def refuse_while_busy(session: Session, action: str) -> None:
+    """Raise :class:`PageBusy` if a run of the session is tracing or verifying (only possible with a concurrency
+    over 1): one run at a time per page. Checked before ``leave_queue``, so that a Stop meant for the running
+    run stays set for it."""
+    if session.running:
+        session.queued = False
+        raise PageBusy(f"this page is still {BUSY.get(session.activity, 'running')}: wait for it to finish, or "
+                       f"press Stop, then {action}")
 
 
 def leave_queue(session: Session) -> bool:
@@ -281,7 +300,7 @@ def make_run_handler(tracer: Tracer, ctx: ViewContext, limits: InputLimits) -> C
                                  include_prompt, video_fps, answer, heads, stream_fn=stream)
             return
         except (InputError, ConfigError) as exc:
-            title, message = "Input problem", str(exc)
+            title, message = "Trace" if isinstance(exc, PageBusy) else "Input problem", str(exc)
         except Exception as exc:  # a bug or a model failure: keep serving, say what happened
             logger.exception("tracing failed")
             title, message = "Tracing failed", f"tracing failed: {type(exc).__name__}: {exc}"

@@ -25,7 +25,7 @@ from . import alerts
 from .previews import is_within
 from .rendering import ViewContext, status_html
 from .session import Session
-from .trace_panel import gpu_wrap, leave_queue
+from .trace_panel import gpu_wrap, leave_queue, refuse_while_busy
 
 logger = logging.getLogger(__name__)
 
@@ -97,15 +97,15 @@ def run_verify(verify_fn: VerifyFn, ctx: ViewContext, session: Session, mode: st
         (explorer HTML, status HTML).
 
     Raises:
+        PageBusy: the page is tracing or verifying (with a concurrency over 1).
         InputError / MediaError / ConfigError: nothing to verify, no sentence chosen, inputs not available.
     """
     def outputs(state: str, message: str, detail: str = "") -> tuple[str, str]:
         return ctx.explorer(session), status_html(state, message, detail)
 
+    refuse_while_busy(session, "verify")
     if not leave_queue(session):
         return outputs("stopped", "Stopped before it started: nothing was measured.")
-    if session.running:  # another run of this page holds the model (with a concurrency over 1)
-        raise InputError("this page is still tracing: wait for it to finish, or press Stop, then verify")
     result = session.shown()
     if result is None or not result.spans:
         raise InputError("nothing to verify yet: trace an input (or load a trace) that has an output sentence")

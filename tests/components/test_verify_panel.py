@@ -19,7 +19,7 @@ from components.export_panel import export_html, export_json, load_trace
 from components.rendering import ViewContext
 from components.session import ComposedItem, Session
 from components.settings import InputLimits
-from components.trace_panel import request_run, run_trace, stop_trace
+from components.trace_panel import make_run_handler, model_stream, request_run, run_trace, stop_trace
 from components.verification_view import span_verification, verification_summary
 from components.verify_panel import _tracer_verify, make_verify_handlers, run_verify, verify_items
 from omnitrace_core import CurationConfig, InputError, TraceResult
@@ -288,3 +288,51 @@ def test_a_trace_replaced_while_verifying_gets_nothing(tracer, ctx, session):
     with pytest.raises(InputError, match="the trace changed while it was verified"):
         verify(tracer, ctx, session, "knockout", 0, progress=load_meanwhile)
     assert session.shown().verification is None and not session.running
+
+
+def test_trace_pressed_while_verifying_is_refused(tracer, ctx, session):
+    """With a concurrency over 1, Trace in a page that is verifying is refused with a pop-up; the verification
+    goes on and is stored, and a Stop pressed before the refused Trace still reaches it."""
+    trace = make_run_handler(tracer, ctx, LIMITS)
+    traced, refused = session.shown(), []
+
+    def trace_meanwhile(phase, done, total):
+        if done == 0:
+            request_run(session)
+            outputs = trace(session, [ComposedItem("text", text="A red kite.")], "attmean", 4, 1.0, 1.0, False)
+            refused.append(next(outputs)[1])
+            with pytest.raises(gr.Error, match="this page is still verifying: wait for it to finish, or press Stop"):
+                next(outputs)
+
+    _, status = verify(tracer, ctx, session, "knockout", 0, progress=trace_meanwhile)
+    assert 'data-state="error"' in refused[0] and "nothing new was traced" in refused[0]
+    assert 'data-state="done"' in status and session.view_signal == traced.signal
+    assert session.shown().text == traced.text and session.shown().verification.check(0) is not None
+    assert not session.running and not session.queued
+
+    def stop_then_trace(phase, done, total):
+        if done == 0:
+            session.stop.set()  # Stop pressed for the verification, then Trace
+            with pytest.raises(InputError, match="still verifying"):
+                list(run_trace(tracer, ctx, LIMITS, session, [], "attmean", 4, 1.0, 1.0, False))
+
+    verify(tracer, ctx, session, "knockout", 1, progress=stop_then_trace)
+    assert session.shown().verification.stopped and session.shown().verification.check(1) is None
+    assert not session.stop.is_set()
+
+
+def test_verify_pressed_while_tracing_is_refused(tracer, ctx, session):
+    refused = []
+
+    def verify_meanwhile(*args):
+        for step in model_stream(tracer)(*args):
+            if step.index == 0 and not refused:
+                with pytest.raises(InputError, match="this page is still tracing: wait for it to finish"):
+                    verify(tracer, ctx, session, "knockout", 0)
+                refused.append(step.index)
+            yield step
+
+    items = [ComposedItem("text", text="A red kite. A blue drum.")]
+    outputs = list(run_trace(tracer, ctx, LIMITS, session, items, "attmean", 4, 1.0, 1.0, False,
+                             stream_fn=verify_meanwhile))
+    assert refused and 'data-state="done"' in outputs[-1][1] and session.shown().verification is None
