@@ -17,12 +17,15 @@ DEFAULTS = CurationConfig()
 
 def curation_from_knobs(gamma: float, use_confidence: bool, p_min: float, use_p_min: bool, coverage: float,
                         use_coverage: bool, use_pos_weights: bool, use_run_coherence: bool,
-                        token_rule: str) -> CurationConfig:
-    """The curation settings the knobs describe (paper defaults for everything not exposed)."""
+                        token_rule: str, use_run_rescue: bool = True) -> CurationConfig:
+    """The curation settings the knobs describe (paper defaults for everything not exposed).
+
+    ``use_run_rescue`` comes last (with its default) so that the ``/recurate`` API keeps its earlier calls.
+    """
     return CurationConfig(gamma=float(gamma), use_confidence=bool(use_confidence), p_min=float(p_min),
                           use_p_min=bool(use_p_min), coverage=float(coverage), use_coverage=bool(use_coverage),
                           use_pos_weights=bool(use_pos_weights), use_run_coherence=bool(use_run_coherence),
-                          token_rule=token_rule)
+                          token_rule=token_rule, use_run_rescue=bool(use_run_rescue))
 
 
 def recurate_view(ctx: ViewContext, session: Session, *knobs) -> str:
@@ -54,8 +57,12 @@ def build_curation_panel() -> CurationPanel:
             coverage = gr.Slider(0.05, 1.0, value=d.coverage, step=0.01, label="Coverage", elem_id="ot-coverage")
             use_coverage = gr.Checkbox(value=d.use_coverage, label="Coverage on", elem_id="ot-use-coverage")
         with gr.Row():
-            use_pos = gr.Checkbox(value=d.use_pos_weights, label="POS weighting", elem_id="ot-use-pos")
-            use_run = gr.Checkbox(value=d.use_run_coherence, label="Run coherence", elem_id="ot-use-run")
+            with gr.Column(min_width=130):  # stacked: three labels side by side do not fit the accordion
+                use_pos = gr.Checkbox(value=d.use_pos_weights, label="POS weighting", elem_id="ot-use-pos")
+                use_run = gr.Checkbox(value=d.use_run_coherence, label="Run coherence", elem_id="ot-use-run")
+                use_rescue = gr.Checkbox(value=d.use_run_rescue, label="Run rescue", elem_id="ot-use-rescue")
             rules = list_token_rules()
-            token_rule = gr.Dropdown(rules, value=d.token_rule, label="Token rule", elem_id="ot-token-rule")
-    return CurationPanel([gamma, use_conf, p_min, use_p_min, coverage, use_coverage, use_pos, use_run, token_rule])
+            token_rule = gr.Dropdown(rules, value=d.token_rule, label="Token rule", elem_id="ot-token-rule",
+                                     min_width=120)
+    return CurationPanel([gamma, use_conf, p_min, use_p_min, coverage, use_coverage, use_pos, use_run, token_rule,
+                          use_rescue])

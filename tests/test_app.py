@@ -56,18 +56,22 @@ def test_trace_streams_and_recurates_and_exports(app, tmp_path):
     spans = payload(explorer)["spans"]
     assert spans and explorer.count("data-span=") == len(spans)
 
-    explorer = c.predict(*P_MIN_OFF, api_name="/recurate")
+    explorer = c.predict(*P_MIN_OFF, api_name="/recurate")  # the run rescue knob, last, keeps its default
     curated = payload(explorer)["spans"]
     assert all(span["sources"] for span in curated if not span["weak"])
 
     [exported] = c.predict(api_name="/export_json")
     result = TraceResult.load(exported)
-    assert not result.curation.use_p_min and result.signal == "attmean"
+    assert not result.curation.use_p_min and result.curation.use_run_rescue and result.signal == "attmean"
     assert [[s.unit for s in span.sources] for span in result.spans] == [[s["unit"] for s in span["sources"]]
                                                                         for span in curated]
     [report] = c.predict(api_name="/export_html")
     text = Path(report).read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and "otMount" in text and "data:image/jpeg;base64," in text
+
+    c.predict(*P_MIN_OFF, False, api_name="/recurate")  # the run rescue switched off
+    [exported] = c.predict(api_name="/export_json")
+    assert not TraceResult.load(exported).curation.use_run_rescue
 
     # a second client (another user) loads the exported JSON back
     other = client(app)

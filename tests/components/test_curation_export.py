@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import hashlib
+import inspect
 import json
 import re
 
@@ -17,16 +19,49 @@ from components.session import Session
 from components.settings import EXAMPLES_DIR
 from components.previews import PreviewCache
 from omnitrace_core import CurationConfig, InputError, TraceResult
+from omnitrace_core.testing.synthetic import trace_with_sources
 
 KNOBS_ALL_ON = (2.0, True, 0.07, True, 0.85, True, True, True, "sum")
 
 
 def test_knobs_map_to_a_curation_config():
     assert curation_from_knobs(*KNOBS_ALL_ON) == CurationConfig()
-    config = curation_from_knobs(0.5, False, 0.2, False, 0.6, False, False, False, "max_token")
+    config = curation_from_knobs(0.5, False, 0.2, False, 0.6, False, False, False, "max_token", False)
     assert (config.gamma, config.use_confidence, config.p_min, config.use_p_min, config.coverage, config.use_coverage,
-            config.use_pos_weights, config.use_run_coherence, config.token_rule) == (
-        0.5, False, 0.2, False, 0.6, False, False, False, "max_token")
+            config.use_pos_weights, config.use_run_coherence, config.token_rule, config.use_run_rescue) == (
+        0.5, False, 0.2, False, 0.6, False, False, False, "max_token", False)
+
+
+def test_every_curation_switch_has_a_knob_with_its_default():
+    import gradio as gr
+
+    from components.curation_panel import build_curation_panel
+
+    with gr.Blocks():
+        panel = build_curation_panel()
+    parameters = list(inspect.signature(curation_from_knobs).parameters)
+    switches = {f.name for f in dataclasses.fields(CurationConfig) if f.name.startswith("use_")}
+    assert len(panel.knobs) == len(parameters) and switches <= set(parameters)
+    assert panel.knobs[parameters.index("use_run_rescue")].elem_id == "ot-use-rescue"
+    assert curation_from_knobs(*[knob.value for knob in panel.knobs]) == CurationConfig()
+
+
+def test_the_run_rescue_knob_recurates(view_context, gallery_result):
+    """A sentence whose second unit has a 3-token run of function words (3 of 9 tokens, 5% of the vote):
+    the run rescue keeps it below p_min (coverage off, so the walk reaches it); switched off, it is dropped."""
+    first, second = (u.index for u in gallery_result.units[:2])
+    trace = trace_with_sources(gallery_result, [("Red kites fly over green hills near the sea.",
+                                                 [first] * 6 + [second] * 3)])
+    trace = dataclasses.replace(trace, tokens=tuple(dataclasses.replace(t, pos="DET" if t.index >= 6 else "NOUN")
+                                                    for t in trace.tokens))
+    session = Session()
+    session.adopt(trace)
+    knobs = (2.0, True, 0.07, True, 0.85, False, True, True, "sum")
+    recurate_view(view_context, session, *knobs, True)
+    assert [s.unit for s in session.shown().spans[0].sources] == [first, second]
+    explorer = recurate_view(view_context, session, *knobs, False)
+    assert [s.unit for s in session.shown().spans[0].sources] == [first]
+    assert not session.shown().curation.use_run_rescue and explorer == view_context.explorer(session)
 
 
 def test_recuration_is_instant_and_changes_the_view(view_context, synthetic):
