@@ -320,6 +320,7 @@ class HFMultimodalBackend(Backend):
             raise RuntimeError("token layout mismatch: the processor's ids differ from a tokenisation of its "
                                "expanded prompt")
         input_ids = torch.tensor([tokens.ids], dtype=batch["input_ids"].dtype)
+        self.match_prompt_ids(batch, input_ids)
         layout = self.layout(tokens, batch, mb, spans)
         position_ids, rope_delta = self.position_ids(input_ids, batch, mb)
         device = self.input_device
@@ -334,6 +335,23 @@ class HFMultimodalBackend(Backend):
         return PreparedInput(input_ids=input_ids.to(device), layout=layout,
                              labels=[item_label(it) for it in items], model_inputs=model_inputs,
                              extras=extras, media=mb.media)
+
+    def match_prompt_ids(self, batch: Any, input_ids: torch.Tensor) -> None:
+        """Rebuild the processor's per-token arrays in ``batch`` for the prompt ids ``input_ids`` (1, L).
+
+        The processor tokenised the prompt with user text masked; where user text spells a special or
+        added token, or two text items would share a token, :func:`.user_text.tokenize_prompt` tokenises
+        it again and the prompt ids differ from the processor's in length or in where media runs sit. Its
+        ``mm_token_type_ids`` (which M-RoPE families turn into positions) and ``attention_mask`` would then
+        describe other ids, so both are made again from the prompt ids: the token types by the processor's
+        own rule (its image, video and audio placeholder ids; the media runs are the same in both), the
+        mask as all ones (one sample).
+        """
+        if "mm_token_type_ids" in batch:
+            types = self.processor.create_mm_token_type_ids(input_ids.tolist())
+            batch["mm_token_type_ids"] = torch.tensor(types, dtype=torch.as_tensor(batch["mm_token_type_ids"]).dtype)
+        if "attention_mask" in batch:
+            batch["attention_mask"] = torch.ones_like(input_ids)
 
     def extra_inputs(self, batch: Any, mb: MediaBatch) -> dict[str, Any]:
         """Backend-private values the family's decode steps or ``generate`` need."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from omnitrace_core import AudioItem, ImageItem, InputError, SourceConfig, TextItem, VideoItem
+from omnitrace_core import AudioItem, ImageItem, InputError, SourceConfig, TextItem, Tracer, VideoItem
 from omnitrace_core import layout as L
 from omnitrace_core.backends.qwen2_5_vl import Qwen25VLBackend
 from tests.backends import tiny_families as tf
@@ -102,6 +103,48 @@ def test_layout_matches_model_rope_positions(backend, media):
 
 def test_signals_equal_full_eager_forward(backend, media):
     tf.check_signals_equal_eager_forward(backend, _items(media))
+
+
+#: user texts that spell the family's special tokens: read as plain text, they change the prompt's length
+#: against the processor's own tokenisation (which sees them masked), before and between media runs
+SPECIAL_TEXTS = ("Is <|vision_start|> or <|im_start|> here?", "<|image_pad|><|im_end|> and <|video_pad|> after")
+
+
+def check_positions_follow_the_prompt_ids(backend, items):
+    """Tracing works, and the prompt's M-RoPE ids, token types and ``generate`` arguments are what the
+    model makes of the prompt ids themselves (token types: its image / video placeholders among them)."""
+    prepared = backend.prepare(items, SourceConfig())
+    ids, config, lay = prepared.input_ids, backend.model.config, prepared.layout
+    for item in (i for i, it in enumerate(items) if it.modality == "text"):  # user text stayed text
+        assert not np.isin(ids[0, lay.positions(L.TEXT, item)].numpy(), list(backend.tokenizer.all_special_ids)).any()
+    types = (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long()
+    grids = {k: prepared.model_inputs[k] for k in ("image_grid_thw", "video_grid_thw") if k in prepared.model_inputs}
+    if "second_per_grid_ts" in prepared.extras:
+        grids["second_per_grid_ts"] = prepared.extras["second_per_grid_ts"]
+    expected, delta = backend.model.model.get_rope_index(ids, mm_token_type_ids=types, **grids)
+    assert torch.equal(prepared.extras["position_ids"], expected) and prepared.extras["rope_delta"] == int(delta)
+    assert torch.equal(prepared.extras["mm_token_type_ids"], types)
+    tf.check_text_offsets(lay, items)
+    result = Tracer(backend).trace(items, generation=tf.GEN)
+    assert len(result.tokens) == tf.GEN.max_new_tokens and result.sources.num_atoms > 0
+    with torch.no_grad():  # the untraced baseline takes the same arrays
+        out = backend.model.generate(**backend.generate_kwargs(prepared), max_new_tokens=2, do_sample=False)
+    assert out.shape == (1, prepared.length + 2)
+
+
+def test_user_text_spelling_special_tokens_gets_the_models_positions_for_its_ids(backend, media):
+    items = [TextItem(SPECIAL_TEXTS[0]), ImageItem(str(media["image_a"])), TextItem(SPECIAL_TEXTS[1]),
+             ImageItem(str(media["image_b"])), VideoItem(str(media["video"])), TextItem("What changed?")]
+    check_positions_follow_the_prompt_ids(backend, items)
+
+
+def test_user_text_that_moves_the_image_but_keeps_the_length_gets_the_models_positions(backend, media):
+    # the special string before the image reads as two tokens more than the processor's masked text; the
+    # texts after it, split at item boundaries (" world" would join them), as two fewer: same length, the
+    # image run two tokens later than the processor's token types put it
+    items = [TextItem("<|im_start|>"), ImageItem(str(media["image_a"])),
+             *(TextItem(t) for t in ("Hello ", "world", "Good ", "day"))]
+    check_positions_follow_the_prompt_ids(backend, items)
 
 
 def test_audio_is_refused_with_the_accepted_modalities(backend, media):

@@ -11,7 +11,7 @@ from omnitrace_core import ImageItem, SourceConfig, TextItem, VideoItem
 from omnitrace_core import layout as L
 from omnitrace_core.backends.qwen3_vl import Qwen3VLBackend
 from tests.backends import tiny_families as tf
-from tests.backends.test_qwen2_5_vl import QWEN_VL_TOKENS
+from tests.backends.test_qwen2_5_vl import QWEN_VL_TOKENS, SPECIAL_TEXTS, check_positions_follow_the_prompt_ids
 
 PATCH = 16
 
@@ -94,6 +94,12 @@ def test_layout_matches_rope_ids_and_frame_timestamps(backend, media):
 
 def test_signals_equal_full_eager_forward(backend, media):
     tf.check_signals_equal_eager_forward(backend, _items(media))
+
+
+def test_user_text_spelling_special_tokens_gets_the_models_positions_for_its_ids(backend, media):
+    items = [TextItem(SPECIAL_TEXTS[0]), ImageItem(str(media["image_a"])), TextItem(SPECIAL_TEXTS[1]),
+             VideoItem(str(media["video"])), TextItem("What changed?")]
+    check_positions_follow_the_prompt_ids(backend, items)
 
 
 def test_checkpoint_loads_through_the_registry(tmp_path, media):
