@@ -27,6 +27,10 @@ def test_the_first_view_shows_the_examples_and_the_signal(app, browser, width, h
     page.goto(app.url)
     page.wait_for_selector("#ot-explorer .ot-root", timeout=30_000)
     rows = page.locator("#ot-gallery tbody tr")
+    # the examples table fills its rows after the explorer appears: wait until the first four have text
+    page.wait_for_function("n => { const r = document.querySelectorAll('#ot-gallery tbody tr');"
+                           " return r.length >= n && Array.from(r).slice(0, n).every(x => x.innerText.trim()); }",
+                           arg=4, timeout=20_000)
     assert [rows.nth(k).inner_text().split(":")[0] for k in range(4)] == ["Text", "Image", "Audio", "Video"]
     for k in range(4):
         box = rows.nth(k).bounding_box()
