@@ -1,6 +1,6 @@
 """``omnitrace train-demo``: train the bundled demo model (seeded; see :mod:`omnitrace_core.training.train`).
 
-    omnitrace train-demo                          # the shipped run: writes the bundled demo model (48 min, 2 CPU cores)
+    omnitrace train-demo                          # the shipped run: writes the bundled demo model (about 60-75 min, 2 CPU cores)
     omnitrace train-demo --out /tmp/demo --steps 300
 """
 

@@ -49,7 +49,7 @@ _REDRAW = 10**9  # index offset of a redrawn sample (far past any step * batch s
 class TrainConfig:
     """Optimisation settings of a training run."""
 
-    steps: int = 8500
+    steps: int = 9000
     batch_size: int = 16
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
