@@ -179,12 +179,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                                lambda: tracer().backend, work, ks)
     if labelled:
         faith = report.get("faithfulness") or {}
-        invalid = {r["key"] for r in faith.get("label_checks", ()) if r["status"] == "invalid"}
+        invalid = set(faith.get("labels_left_out", ()))
         scored = {s: t.without_labels(invalid) for s, t in traced.items()}
         methods = {s: R.summarise(R.predictions(t), t, args.alignment) for s, t in scored.items()}
         methods.update(R.baseline_methods(baseline_names, scored[signals[0]], dev_traced, lambda: tracer().backend,
                                           items_for, (test, dev), sources, args.alignment, runs=runs)[0])
-        best = max(signals, key=lambda s: R.mean_f1(R.f1_table(methods)[s]))
+        f1 = R.f1_table(methods)
+        best = max(signals, key=lambda s: R.mean_f1(f1[s]))
         report.update({"best_signal": best, "aligned_sentences": methods[best]["aligned_sentences"],
                        "expected_sentences": methods[best]["expected_sentences"], "outputs": R.accuracy(first),
                        "methods": methods, "labels_left_out": sorted(invalid)})
@@ -193,11 +194,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             report["ablations"] = R.curation_variants(scored[best], curation, args.alignment)
             report["token_rules"] = {s: R.token_rule_variants(t, t.results[0].curation, args.alignment)
                                      for s, t in scored.items()}
-        causal = {name: v["causal"] for name, v in faith.get("f1", {}).items()}
-        report["checks"] = R.check_targets(
-            report["outputs"], {n: {m: c.get("f1") for m, c in v.items()} for n, v in causal.items()}
-            if causal else R.f1_table(methods), signals, "causal" if causal else "constructed",
-            faith.get("label_checks_summary"))
+        causal = {name: {"modalities": v["causal"]} for name, v in faith.get("f1", {}).items()}
+        report["checks"] = R.check_targets(report["outputs"], R.f1_table(causal or methods), signals,
+                                           "causal" if causal else "constructed", faith.get("label_checks_summary"))
     if args.faithfulness:
         from ..evaluation import faithfulness as F
 
@@ -245,6 +244,7 @@ def _faithfulness(args: argparse.Namespace, test: Any, traced: dict[str, Any], r
                                                     args.alignment)
         out["label_checks_summary"] = F.validity_summary(out["label_checks"])
         invalid = {r["key"] for r in out["label_checks"] if r["status"] == "invalid"}
+        out["labels_left_out"] = sorted(invalid)
         constructed = {k: t for k, t in reference.truth_map().items() if k not in invalid}
         causal = F.causal_truth(reference.results, reference.truths, measures, reference.records, args.alignment)
         causal_map = {s.key: s for s in causal.samples}
